@@ -1,0 +1,70 @@
+"""The sandbox itself: counters, fault rules, quota windows, token lifetimes, loopback only."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from airflow_provider_quota.sandbox import SandboxServer
+from tests.conftest import SONARLY_KEY
+
+AUTH = {"Authorization": f"Bearer {SONARLY_KEY}"}
+
+
+def test_counts_requests_per_endpoint_including_faulted_ones(sandbox_server, sandbox):
+    sandbox.add_fault("500", endpoint="sonarly_quota", count=1)
+    for _ in range(2):
+        requests.get(f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota", headers=AUTH, timeout=5)
+    requests.get(f"{sandbox_server.url}/v1/accounts", headers=AUTH, timeout=5)
+    stats = sandbox.stats()
+    assert stats["requests"]["sonarly_quota"] == 2 and stats["requests"]["sonarly_accounts"] == 1
+    assert stats["faults_injected"] == {"500": 1} and stats["pending_faults"] == 0
+
+
+def test_fault_rules_are_validated(sandbox):
+    with pytest.raises(requests.HTTPError):
+        sandbox.add_fault("meteor")
+    with pytest.raises(requests.HTTPError):
+        sandbox.add_fault("500", endpoint="nowhere")
+
+
+def test_probabilistic_faults_are_seeded(sandbox_server, sandbox):
+    sandbox.add_fault("503", endpoint="sonarly_quota", count=None, probability=0.25)
+    statuses = [
+        requests.get(
+            f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota", headers=AUTH, timeout=5
+        ).status_code
+        for _ in range(200)
+    ]
+    assert 20 < statuses.count(503) < 80
+    sandbox.reset()
+    sandbox.add_fault("503", endpoint="sonarly_quota", count=None, probability=0.25)
+    again = [
+        requests.get(
+            f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota", headers=AUTH, timeout=5
+        ).status_code
+        for _ in range(200)
+    ]
+    assert again == statuses  # same seed, same answers
+
+
+def test_quota_window_resets(sandbox_server, sandbox):
+    sandbox.set_quota("ag_sandbox", used=25, reset_in_seconds=0.2)
+    url = f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota"
+    assert requests.get(url, headers=AUTH, timeout=5).json()["data"]["exhausted"] is True
+    import time
+
+    time.sleep(0.3)
+    data = requests.get(url, headers=AUTH, timeout=5).json()["data"]
+    assert data["exhausted"] is False and data["remaining"] == 25
+
+
+def test_stall_fault_delays_the_answer(sandbox_server, sandbox):
+    sandbox.add_fault("stall", seconds=2, endpoint="sonarly_accounts")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(f"{sandbox_server.url}/v1/accounts", headers=AUTH, timeout=(2, 0.3))
+
+
+def test_refuses_non_loopback_addresses():
+    with pytest.raises(ValueError, match="loopback only"):
+        SandboxServer(host="0.0.0.0")  # noqa: S104
