@@ -1,0 +1,168 @@
+"""Operator extracting an employer's monthly Indeed Sponsored Jobs API usage, quota and spend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, timezone
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider_quota.exceptions import is_permanent
+from airflow_provider_quota.hooks.base import validate_hook_params
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_quota.hooks.indeed import IndeedHook
+
+#: ``month`` value that extracts the current month to date.
+CURRENT_MONTH = "current"
+
+
+def month_for_run(context: Context) -> date:
+    """
+    The month a DAG run is responsible for.
+
+    With an interval timetable (``data_interval_end > data_interval_start``): the month of
+    ``data_interval_start``. With a trigger timetable (Airflow 3's default for cron schedules:
+    start == end == logical date) or a manual run: the calendar month before the logical
+    date (or before ``run_after`` when there is none), i.e. the last completed month.
+    Months are read in the DAG's own time zone.
+    """
+    from airflow_provider_quota.months import previous_month
+
+    start = context.get("data_interval_start")
+    end = context.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        return date(start.year, start.month, 1)
+    moment = (
+        context.get("logical_date") or start or getattr(context.get("dag_run"), "run_after", None) or timezone.utcnow()
+    )
+    return previous_month(date(moment.year, moment.month, 1))
+
+
+class IndeedQuotaUsageOperator(BaseOperator):
+    """
+    Extract an employer's Indeed Sponsored Jobs API usage, quota and spend for a month.
+
+    The record is returned (so it lands in XCom) as a JSON-serialisable dict, spend as an
+    exact decimal string. With ``sql_conn_id`` it is also upserted into ``table`` through
+    that connection's common.sql hook (SQLite, PostgreSQL, MySQL, Snowflake...): one row per
+    (employer_id, month), updated in place on reruns, written in one transaction. The table
+    is declared as an Asset in the task's outlets (see :func:`warehouse_table_asset`).
+
+    Which month: ``month=None`` is the month the run is responsible for (the data interval's
+    month with an interval timetable, the last completed month with a trigger timetable),
+    ``"current"`` is the current month to date, ``"MMyyyy"`` or ``"YYYY-MM"`` a given month, and
+    a list of months backfills them in one task with one access token. Invalid months fail the
+    task without retries and without any request.
+
+    .. seealso::
+        :class:`~airflow_provider_quota.hooks.indeed.IndeedHook`
+
+    :param indeed_conn_id: the Indeed connection id. (templated)
+    :param employer_id: the employer; defaults to the connection's ``employer_id`` extra. (templated)
+    :param month: None, ``"current"``, ``"MMyyyy"``, ``"YYYY-MM"``, a date, or a list of them. (templated)
+    :param sql_conn_id: a common.sql connection to write to; None keeps the record in XCom only.
+    :param table: the warehouse table, ``table`` or ``schema.table``. (templated)
+    :param create_table: create the table when it does not exist.
+    :param hook_params: timeouts and retry settings for the hook, e.g. ``{"read_timeout": 10}``.
+    """
+
+    template_fields: Sequence[str] = ("indeed_conn_id", "employer_id", "month", "table")
+    ui_color = "#dbe8f7"
+
+    def __init__(
+        self,
+        *,
+        indeed_conn_id: str = "indeed_default",
+        employer_id: str | None = None,
+        month: str | date | list[str | date] | None = None,
+        sql_conn_id: str | None = None,
+        table: str = "indeed_api_quota_usage",
+        create_table: bool = True,
+        hook_params: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from airflow_provider_quota.warehouse import validate_table_name, warehouse_table_asset
+
+        templated_table = isinstance(table, str) and "{{" in table
+        if not templated_table:
+            validate_table_name(table)
+        if sql_conn_id and not templated_table and "outlets" not in kwargs:
+            kwargs["outlets"] = [warehouse_table_asset(sql_conn_id, table)]
+        super().__init__(**kwargs)
+        self.indeed_conn_id = indeed_conn_id
+        self.employer_id = employer_id
+        self.month = month
+        self.sql_conn_id = sql_conn_id
+        self.table = table
+        self.create_table = create_table
+        self.hook_params = validate_hook_params(hook_params)
+
+    @cached_property
+    def hook(self) -> IndeedHook:
+        """The Indeed hook of this task (one access token for every month it extracts)."""
+        from airflow_provider_quota.hooks.indeed import IndeedHook
+
+        return IndeedHook(self.indeed_conn_id, employer_id=self.employer_id, **self.hook_params)
+
+    def _months(self, context: Context) -> list[date | None]:
+        """Validated months to extract, in order, without duplicates; None is the current month."""
+        from airflow_provider_quota.months import parse_month
+
+        requested = self.month
+        if requested is None:
+            return [parse_month(month_for_run(context))]
+        values = list(requested) if isinstance(requested, (list, tuple)) else [requested]
+        if not values:
+            raise AirflowFailException("month is an empty list; give at least one month")
+        months: list[date | None] = []
+        for value in values:
+            month = None if value == CURRENT_MONTH else parse_month(value)
+            if month not in months:
+                months.append(month)
+        return months
+
+    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        from airflow_provider_quota.warehouse import get_db_hook, validate_table_name, write_usage
+
+        extracted_at = timezone.utcnow()
+        try:
+            months = self._months(context)
+            if self.sql_conn_id:
+                validate_table_name(self.table)
+            records = [self.hook.get_api_quota_usage(month) for month in months]
+            if self.sql_conn_id:
+                written = write_usage(
+                    get_db_hook(self.sql_conn_id),
+                    self.table,
+                    records,
+                    extracted_at=extracted_at,
+                    create_table=self.create_table,
+                )
+                self.log.info("Upserted %d row(s) into %s via %s", written, self.table, self.sql_conn_id)
+        except Exception as exc:
+            if is_permanent(exc):
+                raise AirflowFailException(str(exc)) from exc
+            raise
+        results = [_xcom_record(record.model_dump(mode="json"), extracted_at) for record in records]
+        for result in results:
+            self.log.info(
+                "Employer %s, month %s: %d of %d API requests used, spend %s %s",
+                result["employer_id"],
+                result["month"],
+                result["requests_count"],
+                result["api_quota"],
+                result["spend_amount"],
+                result["currency_code"],
+            )
+        is_list = isinstance(self.month, (list, tuple))
+        return results if is_list else results[0]
+
+
+def _xcom_record(record: dict[str, Any], extracted_at: datetime) -> dict[str, Any]:
+    return {**record, "extracted_at": extracted_at.isoformat()}
