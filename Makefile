@@ -9,15 +9,20 @@ UV := $(TOOLS)/bin/uv
 # uv builds .venv from this machine's Python and never downloads an interpreter.
 export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen --no-sync
+# The lowest supported Airflow, installed as it resolved on its release day (what Airflow's
+# constraints pinned then): newer libraries such as cadwyn break Airflow 3.2.0 itself.
+FLOOR_AIRFLOW := 3.2.0
+FLOOR_DATE := 2026-04-08T00:00:00Z
+HOST_PYTHON = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-.PHONY: install demo test lint typecheck pytest sandbox clean
+.PHONY: install demo test lint typecheck pytest test-floor bench reliability ui-check sandbox clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 .venv/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+	$(UV) sync --frozen --python $(HOST_PYTHON)
 	touch $@
 
 install: .venv/.synced  ## create .venv from uv.lock
@@ -33,12 +38,30 @@ typecheck: install
 	$(RUN) mypy
 
 pytest: install
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest --ignore=tests/browser $(PYTEST_ARGS)
 
 test: lint typecheck pytest  ## ruff, mypy and pytest
+
+.venv-floor/.synced: $(UV) pyproject.toml
+	$(UV) venv --allow-existing --quiet --python $(HOST_PYTHON) .venv-floor
+	$(UV) pip install --quiet --python .venv-floor/bin/python --exclude-newer $(FLOOR_DATE) \
+		-e . --group dev "apache-airflow==$(FLOOR_AIRFLOW)"
+	touch $@
+
+test-floor: .venv-floor/.synced  ## the test suite against the lowest supported Airflow
+	.venv-floor/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
+bench: install  ## benchmarks against HttpSensor/HttpHook; prints one table (docs/performance.md)
+	$(RUN) python benchmarks/run.py
+
+reliability: install  ## the fault-injection suite with its figures table (docs/reliability.md)
+	$(RUN) python -m tests.reliability.report
+
+ui-check: install  ## both connection forms in headless Chromium against a real Airflow API server
+	$(RUN) pytest tests/browser $(PYTEST_ARGS)
 
 sandbox: install  ## serve the sandbox on http://127.0.0.1:8765 in the foreground
 	$(RUN) python -m airflow_provider_quota.sandbox --port 8765
 
 clean:
-	rm -rf .venv $(TOOLS) .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .venv-floor $(TOOLS) .demo .bench .reliability .mypy_cache .ruff_cache .pytest_cache
