@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import json
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -226,6 +227,25 @@ def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, A
     return payload, None
 
 
+#: Requests in flight at once through one event loop's shared client, and its kept-alive connections.
+#: httpx's pool gets slower with every request queued inside it and counts that queueing against
+#: the pool timeout (encode/httpx#3215, #1171): thousands of triggers waking together made it time
+#: out. The excess waits on a semaphore instead, outside the pool (see benchmarks/ and
+#: docs/performance.md).
+ASYNC_MAX_CONNECTIONS = 10
+
+_LOOKUP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _connection_lookup_slots() -> asyncio.Semaphore:
+    """The running event loop's limit on connection lookups in progress at once."""
+    loop = asyncio.get_running_loop()
+    slots = _LOOKUP_SLOTS.get(loop)
+    if slots is None:
+        slots = _LOOKUP_SLOTS[loop] = asyncio.Semaphore(ASYNC_MAX_CONNECTIONS)
+    return slots
+
+
 class _SharedAsyncClient:
     """One httpx.AsyncClient per event loop, shared by every trigger on it and closed by the last user."""
 
@@ -236,21 +256,23 @@ class _SharedAsyncClient:
 
         self.client = httpx.AsyncClient(
             headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=ASYNC_MAX_CONNECTIONS, max_keepalive_connections=ASYNC_MAX_CONNECTIONS),
             follow_redirects=False,
         )
+        #: A request holds a slot from sending to reading the last byte of the answer.
+        self.slots = asyncio.Semaphore(ASYNC_MAX_CONNECTIONS)
         self.users = 0
 
     @classmethod
     @asynccontextmanager
-    async def borrow(cls) -> AsyncIterator[httpx.AsyncClient]:
+    async def borrow(cls) -> AsyncIterator[_SharedAsyncClient]:
         loop = asyncio.get_running_loop()
         shared = cls._by_loop.get(loop)
         if shared is None:
             shared = cls._by_loop[loop] = cls()
         shared.users += 1
         try:
-            yield shared.client
+            yield shared
         finally:
             shared.users -= 1
             if shared.users == 0 and cls._by_loop.get(loop) is shared:
@@ -331,7 +353,11 @@ class QuotaApiHook(BaseHook):
     async def aget_checked_connection(self) -> Connection:
         """Fetch and check the connection without blocking the event loop (for triggers)."""
         if "connection" not in self.__dict__:
-            self.__dict__["connection"] = self._checked(await self.aget_connection(self.conn_id))
+            # A lookup runs about a millisecond without yielding: thousands of triggers waking
+            # together take turns, so that the event loop keeps turning between them.
+            async with _connection_lookup_slots():
+                if "connection" not in self.__dict__:
+                    self.__dict__["connection"] = self._checked(await self.aget_connection(self.conn_id))
         return self.connection
 
     def _checked(self, conn: Connection) -> Connection:
@@ -488,7 +514,7 @@ class QuotaApiHook(BaseHook):
 
     async def _asend(
         self,
-        client: httpx.AsyncClient,
+        shared: _SharedAsyncClient,
         method: str,
         url: str,
         path: str,
@@ -499,14 +525,15 @@ class QuotaApiHook(BaseHook):
         import httpx
 
         try:
-            response = await client.request(
-                method,
-                url,
-                params=params,
-                data=form,
-                headers=headers,
-                timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
-            )
+            async with shared.slots:
+                response = await shared.client.request(
+                    method,
+                    url,
+                    params=params,
+                    data=form,
+                    headers=headers,
+                    timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
+                )
         except httpx.TransportError as exc:
             raise self._transport_error(exc, method, path) from None
         return self._handle_response(response.status_code, response.headers, response.content, method=method, path=path)

@@ -157,3 +157,44 @@ def test_many_triggers_in_one_loop_wake_on_time(sonarly_conn, sandbox):
     assert all(event["status"] == "success" and event["checks"] == 1 for event, _ in results)
     assert all(fired >= reset_at.timestamp() + 0.5 for _, fired in results)
     assert sandbox.requests_to("sonarly_quota") == count
+
+
+def test_a_retry_after_too_long_for_the_hook_is_honoured_by_the_trigger(sonarly_conn, sandbox, traveller):
+    sandbox.add_fault("429", endpoint="sonarly_quota", count=1, retry_after="1800")  # 30 min > max_retry_wait
+    trigger = make_trigger(reset_at=None, poke_interval=60.0, hook_params={"max_retry_wait": 300})
+    event = asyncio.run(first_event(trigger))
+    assert event["status"] == "success" and event["checks"] == 2
+    assert sandbox.requests_to("sonarly_quota") == 2  # the hook did not wait 30 min in place...
+    assert traveller.slept[0] == pytest.approx(60.0, abs=0.1)
+    assert 1799 <= sum(traveller.slept[1:]) <= 1801  # ...the trigger did, without holding anything
+
+
+def test_requests_in_flight_on_one_loop_are_capped(sonarly_conn, sandbox, monkeypatch):
+    """Thousands of triggers waking together queue outside httpx's pool, at most ASYNC_MAX_CONNECTIONS at once."""
+    import httpx
+
+    from airflow_provider_quota.hooks.base import ASYNC_MAX_CONNECTIONS
+    from airflow_provider_quota.hooks.sonarly import SonarlyHook
+
+    sandbox.add_fault("stall", endpoint="sonarly_quota", count=None, seconds=0.2)
+    in_flight = peak = 0
+    original = httpx.AsyncClient.request
+
+    async def counting(self, *args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", counting)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(SonarlyHook().aget_prospecting_quota() for _ in range(4 * ASYNC_MAX_CONNECTIONS)))
+
+    quotas = asyncio.run(main())
+    assert len(quotas) == 4 * ASYNC_MAX_CONNECTIONS and all(quota.limit == 25 for quota in quotas)
+    assert peak == ASYNC_MAX_CONNECTIONS
+    assert sandbox.requests_to("sonarly_quota") == 4 * ASYNC_MAX_CONNECTIONS
