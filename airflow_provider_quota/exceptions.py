@@ -104,14 +104,19 @@ class RetryAfterTooLongError(QuotaApiError):
     """The API asked us to wait longer than the hook's ``max_retry_wait``; failing beats holding a worker."""
 
 
+class TlsVerificationError(QuotaApiError):
+    """The server's TLS certificate failed verification: no retry can fix it, the certificate or host must change."""
+
+
 def is_permanent(exc: BaseException) -> bool:
     """
-    Whether retrying the task can not help: bad input, bad configuration, or a 4xx answer
-    (400, 401, 403, 404...) other than 408 and 429. Such errors fail the task without retries.
+    Whether retrying the task can not help: bad input, bad configuration, a TLS certificate that
+    fails verification, or a 4xx answer (400, 401, 403, 404...) other than 408 and 429. Such
+    errors fail the task without retries.
     """
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    if isinstance(exc, (InvalidParameterError, ConnectionConfigError, AirflowNotFoundException)):
+    if isinstance(exc, (InvalidParameterError, ConnectionConfigError, AirflowNotFoundException, TlsVerificationError)):
         return True
     return (
         isinstance(exc, QuotaApiError)

@@ -180,7 +180,13 @@ def write_usage(
             raise InvalidParameterError("a usage record without employer_id cannot be written to the warehouse")
         _check_scale(record.spend_amount, dialect, table)
     if create_table:
-        hook.run(create_table_sql(table, dialect))
+        try:
+            hook.run(create_table_sql(table, dialect))
+        except Exception:
+            # Concurrent first runs race: PostgreSQL lets two CREATE TABLE IF NOT EXISTS collide
+            # (unique violation on pg_type). The winner has committed, so once more is a no-op;
+            # any other error comes back the same way.
+            hook.run(create_table_sql(table, dialect))
     rows = usage_rows(records, extracted_at)
     hook.insert_rows(
         table,

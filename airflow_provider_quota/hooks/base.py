@@ -36,11 +36,13 @@ from airflow_provider_quota.exceptions import (
     InvalidParameterError,
     QuotaApiError,
     RetryAfterTooLongError,
+    TlsVerificationError,
     UnexpectedResponseError,
 )
 
 if TYPE_CHECKING:
-    import httpx
+    import ssl
+
     import requests
     from airflow.sdk import Connection
     from tenacity import RetryCallState
@@ -507,8 +509,8 @@ class QuotaApiHook(BaseHook):
         query = _drop_none(params)
         retrying = AsyncRetrying(sleep=self._asleep, **self._retry_policy(method, path))
         try:
-            async with _SharedAsyncClient.borrow() as client:
-                return await retrying(self._asend, client, method, url, path, query, form, headers)
+            async with _SharedAsyncClient.borrow() as shared:
+                return await retrying(self._asend, shared, method, url, path, query, form, headers)
         except QuotaApiError as exc:
             raise _after_attempts(exc, retrying.statistics.get("attempt_number", 1)) from None
 
@@ -555,9 +557,12 @@ class QuotaApiHook(BaseHook):
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            delay = float(backoff(state))
             if isinstance(exc, QuotaApiError) and exc.retry_after is not None:
-                return exc.retry_after
-            return float(backoff(state))
+                # Retry-After is a floor, never a shortcut: "0" or an HTTP date already past (clock
+                # skew) must not turn a 429 storm into retries without backoff or jitter.
+                return max(exc.retry_after, delay)
+            return delay
 
         def log_retry(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -582,6 +587,18 @@ class QuotaApiHook(BaseHook):
         }
 
     def _transport_error(self, exc: Exception, method: str, path: str) -> QuotaApiError:
+        unverified = _certificate_verification_error(exc)
+        if unverified is not None:  # no retry can make an untrusted certificate trusted
+            why = getattr(unverified, "verify_message", None) or getattr(unverified, "reason", None) or unverified
+            return TlsVerificationError(
+                f"{method} {path}: the TLS certificate of {self.base_url} failed verification "
+                f"({why}); not retried. Fix the server's "
+                "certificate or the connection's host; a private CA can be trusted with the "
+                "REQUESTS_CA_BUNDLE and SSL_CERT_FILE environment variables",
+                api=self.api_name,
+                code="TLS_VERIFICATION_FAILED",
+                retryable=False,
+            )
         name = type(exc).__name__
         timeout = "Timeout" in name
         return QuotaApiError(
@@ -655,6 +672,29 @@ def _drop_none(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _certificate_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """
+    The certificate verification failure behind a transport error, if that is what it is.
+
+    requests wraps it as SSLError(MaxRetryError(reason=urllib3 SSLError(SSLCertVerificationError)));
+    httpx as ConnectError caused by it. Other TLS errors (an EOF mid-handshake...) may be transient.
+    """
+    import ssl
+
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return None
 
 
 def _after_attempts(exc: QuotaApiError, attempts: int) -> QuotaApiError:

@@ -135,10 +135,12 @@ class IndeedQuotaUsageOperator(BaseOperator):
             months = self._months(context)
             if self.sql_conn_id:
                 validate_table_name(self.table)
+            # A missing or wrong warehouse connection fails here, before any (possibly paid) API call.
+            db_hook = get_db_hook(self.sql_conn_id) if self.sql_conn_id else None
             records = [self.hook.get_api_quota_usage(month) for month in months]
-            if self.sql_conn_id:
+            if db_hook is not None:
                 written = write_usage(
-                    get_db_hook(self.sql_conn_id),
+                    db_hook,
                     self.table,
                     records,
                     extracted_at=extracted_at,
