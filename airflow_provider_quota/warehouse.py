@@ -9,7 +9,8 @@ SQLite (a NUMERIC column would round it) and unconstrained ``NUMERIC`` on Postgr
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from contextlib import closing
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -22,16 +23,18 @@ if TYPE_CHECKING:
 
     from airflow_provider_quota.models import ApiQuotaUsage
 
-COLUMNS = (
-    "employer_id",
-    "month",
-    "month_start",
-    "api_quota",
-    "requests_count",
-    "spend_amount",
-    "currency_code",
-    "extracted_at",
-)
+#: The table's columns, in order, and the kind of value each holds (a key of ``_TYPES`` entries).
+COLUMN_KINDS = {
+    "employer_id": "text",
+    "month": "month",
+    "month_start": "date",
+    "api_quota": "count",
+    "requests_count": "count",
+    "spend_amount": "money",
+    "currency_code": "text",
+    "extracted_at": "ts",
+}
+COLUMNS = tuple(COLUMN_KINDS)
 PRIMARY_KEY = ("employer_id", "month")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -58,6 +61,21 @@ _TYPES: dict[str, dict[str, str]] = {
 }
 #: Decimal places a money column keeps, per dialect (None: every digit).
 _MONEY_SCALE: dict[str, int | None] = {"sqlite": None, "postgresql": None, "default": 10}
+
+#: Dialects where common.sql's ``insert_rows(replace=True)`` is a real upsert on the primary key
+#: (``INSERT ... ON CONFLICT DO UPDATE`` on PostgreSQL, ``REPLACE INTO`` on SQLite and MySQL).
+#: Elsewhere (Snowflake, MSSQL, Oracle...) common.sql would send MySQL's ``REPLACE INTO``, so the
+#: rows are written with a portable DELETE + INSERT in one DB-API transaction instead.
+NATIVE_UPSERT_DIALECTS = frozenset({"sqlite", "postgresql", "mysql"})
+
+#: Warehouses whose common.sql hook cannot write these rows atomically, and what to do instead.
+UNSUPPORTED_DIALECTS = {
+    "bigquery": (
+        "BigQueryHook implements no insert_rows and its DB-API connection has no transactions, so "
+        "an atomic upsert through common.sql is impossible; leave sql_conn_id unset and load the "
+        "task's XCom records with a MERGE (see docs/howto/monthly-spend-warehouse.md)"
+    ),
+}
 
 
 def validate_table_name(table: object) -> str:
@@ -96,9 +114,10 @@ def warehouse_table_asset(sql_conn_id: str, table: str) -> Asset:
 
 def get_db_hook(sql_conn_id: str) -> DbApiHook:
     """
-    Resolve a common.sql hook from a connection id.
+    Resolve a common.sql hook from a connection id, checking that the rows can be written through it.
 
-    :raise ConnectionConfigError: when the connection's hook is not a DbApiHook.
+    :raise ConnectionConfigError: when the connection's hook is not a DbApiHook, or is one this
+        module cannot write to atomically (BigQuery).
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import BaseHook
@@ -109,27 +128,24 @@ def get_db_hook(sql_conn_id: str) -> DbApiHook:
             f"Connection {sql_conn_id!r} gives a {type(hook).__name__}, which is not a common.sql "
             "DbApiHook; use a SQL connection (sqlite, postgres, mysql, snowflake...)"
         )
+    if hook.dialect_name in UNSUPPORTED_DIALECTS:
+        raise ConnectionConfigError(
+            f"Connection {sql_conn_id!r} is a {hook.dialect_name} warehouse: {UNSUPPORTED_DIALECTS[hook.dialect_name]}"
+        )
     return hook
 
 
-def _types(dialect: str) -> dict[str, str]:
-    return _TYPES.get(dialect, _TYPES["default"])
+def column_types(dialect: str) -> dict[str, str]:
+    """The SQL type of each column on ``dialect`` (the ``default`` types for dialects not listed)."""
+    types = _TYPES.get(dialect, _TYPES["default"])
+    return {column: types[kind] for column, kind in COLUMN_KINDS.items()}
 
 
 def create_table_sql(table: str, dialect: str) -> str:
     """The ``CREATE TABLE IF NOT EXISTS`` statement for ``table`` on ``dialect``."""
-    types = _types(dialect)
+    columns = ", ".join(f"{column} {sql_type} NOT NULL" for column, sql_type in column_types(dialect).items())
     return (
-        f"CREATE TABLE IF NOT EXISTS {validate_table_name(table)} ("
-        f"employer_id {types['text']} NOT NULL, "
-        f"month {types['month']} NOT NULL, "
-        f"month_start {types['date']} NOT NULL, "
-        f"api_quota {types['count']} NOT NULL, "
-        f"requests_count {types['count']} NOT NULL, "
-        f"spend_amount {types['money']} NOT NULL, "
-        f"currency_code {types['text']} NOT NULL, "
-        f"extracted_at {types['ts']} NOT NULL, "
-        f"PRIMARY KEY ({', '.join(PRIMARY_KEY)}))"
+        f"CREATE TABLE IF NOT EXISTS {validate_table_name(table)} ({columns}, PRIMARY KEY ({', '.join(PRIMARY_KEY)}))"
     )
 
 
@@ -188,12 +204,58 @@ def write_usage(
             # any other error comes back the same way.
             hook.run(create_table_sql(table, dialect))
     rows = usage_rows(records, extracted_at)
-    hook.insert_rows(
-        table,
-        rows,
-        target_fields=list(COLUMNS),
-        commit_every=max(len(rows), 1),  # one transaction for every row
-        replace=True,
-        replace_index=list(PRIMARY_KEY),
-    )
+    if dialect in NATIVE_UPSERT_DIALECTS:
+        hook.insert_rows(
+            table,
+            rows,
+            target_fields=list(COLUMNS),
+            commit_every=max(len(rows), 1),  # one transaction for every row
+            replace=True,
+            replace_index=list(PRIMARY_KEY),
+        )
+    else:
+        replace_in_one_transaction(hook, table, rows)
     return len(rows)
+
+
+def _portable_cell(value: Any) -> Any:
+    # Exact text for money, ISO text for dates: every driver binds it and every database casts it.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):  # datetime included
+        return value.isoformat()
+    return value
+
+
+def replace_in_one_transaction(hook: DbApiHook, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """
+    Replace the rows with the same (employer_id, month) by ``rows``: DELETE then INSERT, one transaction.
+
+    Plain DB-API and standard SQL, for warehouses where common.sql has no upsert: a failure rolls
+    everything back, and concurrent writers of the same key serialize on the key's row lock.
+
+    :param hook: the warehouse hook.
+    :param table: a validated table name.
+    :param rows: rows in :data:`COLUMNS` order.
+    """
+    placeholder = hook.placeholder
+    delete = (
+        f"DELETE FROM {validate_table_name(table)} "  # noqa: S608 (validated identifier, bound values)
+        f"WHERE employer_id = {placeholder} AND month = {placeholder}"
+    )
+    insert = (
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) "  # noqa: S608 (validated identifier, bound values)
+        f"VALUES ({', '.join([placeholder] * len(COLUMNS))})"
+    )
+    with closing(hook.get_conn()) as conn:
+        if hook.supports_autocommit:
+            hook.set_autocommit(conn, False)
+        with closing(conn.cursor()) as cursor:
+            try:
+                for row in rows:
+                    cursor.execute(delete, (row[0], row[1]))
+                cursor.executemany(insert, [tuple(_portable_cell(cell) for cell in row) for row in rows])
+            except BaseException:
+                conn.rollback()
+                raise
+        conn.commit()
