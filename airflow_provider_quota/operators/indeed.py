@@ -14,9 +14,11 @@ from airflow_provider_quota.exceptions import is_permanent
 from airflow_provider_quota.hooks.base import validate_hook_params
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_quota.hooks.indeed import IndeedHook
+    from airflow_provider_quota.lineage import UsageRead
 
 #: ``month`` value that extracts the current month to date.
 CURRENT_MONTH = "current"
@@ -102,6 +104,9 @@ class IndeedQuotaUsageOperator(BaseOperator):
         self.table = table
         self.create_table = create_table
         self.hook_params = validate_hook_params(hook_params)
+        # What this run read and wrote, for OpenLineage only (no secret, no extra request).
+        self._lineage_reads: list[UsageRead] = []
+        self._lineage_table: str | None = None
 
     @cached_property
     def hook(self) -> IndeedHook:
@@ -138,6 +143,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
             # A missing or wrong warehouse connection fails here, before any (possibly paid) API call.
             db_hook = get_db_hook(self.sql_conn_id) if self.sql_conn_id else None
             records = [self.hook.get_api_quota_usage(month) for month in months]
+            self._lineage_reads = [(self.hook.base_url, record.employer_id or "", record.month) for record in records]
             if db_hook is not None:
                 written = write_usage(
                     db_hook,
@@ -147,6 +153,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
                     create_table=self.create_table,
                 )
                 self.log.info("Upserted %d row(s) into %s via %s", written, self.table, self.sql_conn_id)
+                self._lineage_table = self.table
         except Exception as exc:
             if is_permanent(exc):
                 raise AirflowFailException(str(exc)) from exc
@@ -164,6 +171,24 @@ class IndeedQuotaUsageOperator(BaseOperator):
             )
         is_list = isinstance(self.month, (list, tuple))
         return results if is_list else results[0]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """
+        OpenLineage lineage of this run, called by the OpenLineage provider when it is installed.
+
+        Inputs: one dataset per employer and month read, namespace the Indeed API's base URL,
+        name ``ads/v1/apiquotausage/<employer_id>/<MMyyyy>``. Output: the warehouse table, when
+        this run wrote one, named as the OpenLineage SQL integrations name it (see
+        :mod:`airflow_provider_quota.lineage`). Built from what ``execute`` recorded: no API request.
+
+        :param task_instance: the finished task instance (unused).
+        :return: the lineage, or None without the OpenLineage provider.
+        """
+        from airflow_provider_quota.lineage import indeed_usage_lineage
+
+        return indeed_usage_lineage(
+            self._lineage_reads, sql_conn_id=self.sql_conn_id, table=self._lineage_table, create_table=self.create_table
+        )
 
 
 def _xcom_record(record: dict[str, Any], extracted_at: datetime) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from airflow_provider_quota.exceptions import InvalidParameterError, is_permanen
 from airflow_provider_quota.hooks.base import validate_hook_params
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_quota.hooks.sonarly import SonarlyHook
@@ -187,3 +188,19 @@ class SonarlyQuotaSensor(BaseSensorOperator):
             quota.get("limit"),
         )
         return quota
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """
+        OpenLineage lineage of this run, called by the OpenLineage provider when it is installed.
+
+        Input: the account group's prospecting quota, namespace the Sonarly API's base URL, name
+        ``v1/accounts/<accountGroupId>/prospecting/quota`` (plus ``/<listType>`` when one is set).
+        It reads the connection only, never the API, so it holds after a deferral too (the
+        provider calls it in the process that ran ``execute_complete``).
+
+        :param task_instance: the finished task instance (unused).
+        :return: the lineage, or None without the OpenLineage provider.
+        """
+        from airflow_provider_quota.lineage import sonarly_quota_lineage
+
+        return sonarly_quota_lineage(self.hook, self.account_group_id, self.list_type)
