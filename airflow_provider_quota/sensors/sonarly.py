@@ -126,8 +126,9 @@ class SonarlyQuotaSensor(BaseSensorOperator):
         return False
 
     def poke(self, context: Context) -> PokeReturnValue:
+        required = self._required_remaining()  # a bad value fails before any request
         quota = self._check_quota()
-        if self._usable(quota, self._required_remaining()):
+        if self._usable(quota, required):
             return PokeReturnValue(is_done=True, xcom_value=quota.model_dump(mode="json"))
         return PokeReturnValue(is_done=False)
 

@@ -101,11 +101,15 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
 
         hook = SonarlyHook(self.sonarly_conn_id, **self.hook_params)
         reset_at = self.reset_at
+        retry_not_before: datetime | None = None
         failures = checks = 0
         while True:
             fallback = min(self.poke_interval * 2**failures, max(self.poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
             now = _now()
             delay = seconds_until_next_check(reset_at, now=now, fallback=fallback, jitter=self.jitter)
+            if retry_not_before is not None:
+                delay = max(delay, (retry_not_before - now).total_seconds())
+                retry_not_before = None
             self.log.info("Next check of the prospecting quota of %s in %.1f s", self.account_group_id, delay)
             await self._sleep_until(now + timedelta(seconds=delay))
             checks += 1
@@ -126,6 +130,9 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                     return
                 self.log.warning("Quota check %d failed (%s); failure %d in a row", checks, exc, failures)
                 reset_at = None
+                # A Retry-After too long for the hook to wait in place is still the server's wish.
+                server_wait = getattr(exc, "retry_after", None)
+                retry_not_before = _now() + timedelta(seconds=server_wait) if server_wait else None
                 continue
             failures = 0
             if quota.is_usable(self.min_remaining):

@@ -264,3 +264,9 @@ def test_template_fields():
 def test_bad_arguments_fail_at_parse_time(kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         make_sensor(**kwargs)
+
+
+def test_bad_min_remaining_fails_before_any_request_in_poke_mode(sonarly_conn, sandbox):
+    with pytest.raises(AirflowFailException, match="min_remaining"):
+        make_sensor(min_remaining="many").execute({})
+    assert sandbox.stats()["total_requests"] == 0
