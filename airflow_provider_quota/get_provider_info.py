@@ -62,14 +62,13 @@ def get_provider_info() -> dict[str, Any]:
                     "placeholders": {
                         "host": "https://api.sonarly.io (default when empty)",
                         "password": "sk_live_...",
-                        "account_group_id": "507f1f77bcf86cd799439011",
                     },
                 },
                 "conn-fields": {
                     "account_group_id": {
                         "label": "Default account group ID",
-                        "description": "Account group used when a task names none "
-                        "(see GET /v1/accounts for the ids your key can see).",
+                        "description": "Account group used when a task names none, e.g. "
+                        "507f1f77bcf86cd799439011 (see GET /v1/accounts for the ids your key can see).",
                         "schema": {"type": ["string", "null"]},
                     },
                     "allow_insecure_http": _INSECURE_HTTP_FIELD,
@@ -86,14 +85,12 @@ def get_provider_info() -> dict[str, Any]:
                         "host": "https://apis.indeed.com (default when empty)",
                         "login": "OAuth client id of your Indeed app",
                         "password": "OAuth client secret",
-                        "employer_id": "employer id the token represents",
-                        "scope": "employer.advertising.account.read",
                     },
                 },
                 "conn-fields": {
                     "employer_id": {
                         "label": "Employer ID",
-                        "description": "Employer the access token represents when a task names none.",
+                        "description": "Employer the access token represents when a task names none, e.g. emp-123.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "scope": {

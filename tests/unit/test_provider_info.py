@@ -53,6 +53,18 @@ def test_connection_forms_relabel_and_describe_fields():
         assert "get_ui_field_behaviour" not in vars(hook) and "get_connection_form_widgets" not in vars(hook)
 
 
+def test_form_behaviour_names_only_standard_fields_the_ui_renders():
+    # Airflow 3's connection form applies relabeling and placeholders to the standard fields only: a
+    # placeholder keyed by an extra's name is silently dropped (the examples live in its description).
+    standard = {"description", "host", "schema", "login", "password", "port"}
+    for entry in get_provider_info()["connection-types"]:
+        behaviour = entry["ui-field-behaviour"]
+        hidden = set(behaviour["hidden-fields"])
+        for key in ("placeholders", "relabeling"):
+            assert set(behaviour[key]) <= standard - hidden, (entry["connection-type"], key)
+        assert hidden <= standard
+
+
 def test_providers_manager_loads_the_form_metadata():
     from airflow.providers_manager import ProvidersManager
 
