@@ -29,32 +29,19 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 from airflow_provider_quota.sandbox import SandboxClient, SandboxServer  # noqa: E402
+from tests.ci_rules import in_ci  # noqa: E402
+from tests.ci_rules import pytest_configure as register_ci_skip_rule  # noqa: E402
 
 SONARLY_KEY = "sk_test_sandbox"
 SONARLY_KEY_WITHOUT_PROSPECTING = "sk_test_no_prospecting"
 INDEED_CLIENT_ID = "sandbox-client-id"
 INDEED_SECRET = "sandbox-client-secret"
 POSTGRES_URL = os.environ.get("QUOTA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-_skipped: list[str] = []
+IN_CI = in_ci()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped:
-        _skipped.append(report.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if IN_CI and _skipped and exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if IN_CI and _skipped:
-        terminalreporter.write_line(
-            f"CI=true: {len(_skipped)} skipped test(s) count as failures: {', '.join(_skipped)}", red=True
-        )
+def pytest_configure(config: pytest.Config) -> None:
+    register_ci_skip_rule(config)  # under CI=true, any skipped test fails the run
 
 
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> str:
