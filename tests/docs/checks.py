@@ -1,0 +1,797 @@
+"""
+The checks that execute the docs' code blocks, one per ``check=`` name in a fence's info string.
+
+Python DAG blocks are written to a temporary dags folder, parsed by a DagBag and run with
+``dag.test()`` against the sandbox (and SQLite or the PostgreSQL test server as warehouse).
+Shell blocks are run line by line, each line by the handler for its command (see
+:data:`SHELL_COMMANDS`); a line no handler knows fails. The docs' sandbox address
+``127.0.0.1:8765`` stands for the test sandbox, which listens on a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import INDEED_SECRET, SONARLY_KEY, set_connection
+from tests.docs.blocks import REPO, Block, all_blocks
+from tests.docs.ddl_rules import parse_create_table, snowflake_ddl_problems
+
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import DAG
+
+    from airflow_provider_quota.sandbox import SandboxClient
+
+#: The docs' sandbox address; checks point it at the test sandbox.
+DOC_SANDBOX = re.compile(r"\b(?:127\.0\.0\.1|localhost):8765\b")
+#: The account group id the docs use as an example of a real one; the checks add it to the sandbox.
+EXAMPLE_ACCOUNT_GROUP = "507f1f77bcf86cd799439011"
+#: Logical date whose data interval (interval timetable) or previous month (trigger timetable) is 12/2024.
+DECEMBER_2024_RUN = datetime(2025, 1, 1, tzinfo=timezone.utc)
+FIRST_MONTH = date(2024, 12, 1)
+UTC = timezone.utc
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named way of executing a code block."""
+
+    name: str
+    langs: tuple[str, ...]
+    run: Callable[[Block, DocEnv], None]
+    summary: str
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, *langs: str) -> Callable[[Callable[[Block, DocEnv], None]], Callable[[Block, DocEnv], None]]:
+    """Register a check for blocks in ``langs`` under ``name``; its docstring's first line says what it does."""
+
+    def register(func: Callable[[Block, DocEnv], None]) -> Callable[[Block, DocEnv], None]:
+        summary = (func.__doc__ or "").strip().splitlines()[0]
+        CHECKS[name] = Check(name, langs, func, summary)
+        return func
+
+    return register
+
+
+class DocEnv:
+    """What a check may use: the test's fixtures (requested on demand) and helpers around them."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        self.monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        self.tmp_path: Path = request.getfixturevalue("tmp_path")
+        self.dags_folder = self.tmp_path / "dags"
+
+    def fixture(self, name: str) -> Any:
+        return self.request.getfixturevalue(name)
+
+    @cached_property
+    def sandbox(self) -> SandboxClient:
+        """The test sandbox, reset for this test."""
+        return self.fixture("sandbox")
+
+    @cached_property
+    def sandbox_url(self) -> str:
+        self.sandbox  # noqa: B018 (reset it before first use)
+        return str(self.fixture("sandbox_server").url)
+
+    def localize(self, text: str) -> str:
+        """Replace the docs' sandbox address with the test sandbox's."""
+        if not DOC_SANDBOX.search(text):
+            return text
+        return DOC_SANDBOX.sub(urlsplit(self.sandbox_url).netloc, text)
+
+    def sandbox_connections(self) -> None:
+        """``sonarly_default`` and ``indeed_default`` on the sandbox; the docs' example account group exists."""
+        self.fixture("sonarly_conn")
+        self.fixture("indeed_conn")
+        self.sandbox.set_quota(EXAMPLE_ACCOUNT_GROUP)
+
+    def sqlite_warehouse(self, *conn_ids: str) -> Path:
+        path = self.tmp_path / "warehouse.db"
+        for conn_id in conn_ids:
+            set_connection(self.monkeypatch, conn_id, conn_type="sqlite", host=str(path))
+        return path
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def blocks_where(predicate: Callable[[Block], bool]) -> list[Block]:
+    return [block for block in all_blocks() if predicate(block)]
+
+
+def block_defining_dag(dag_id: str, near: Block) -> Block:
+    """The python block that defines ``dag_id``: on ``near``'s page first, then docs, then README."""
+    candidates = blocks_where(
+        lambda b: b.lang == "python" and re.search(rf"dag_id=[\"']{re.escape(dag_id)}[\"']", b.code)
+    )
+    if not candidates:
+        pytest.fail(f"{near.where}: no python block of the docs defines a DAG {dag_id!r}")
+    candidates.sort(key=lambda b: b.path != near.path)
+    return candidates[0]
+
+
+def exec_block(block: Block) -> tuple[dict[str, Any], str]:
+    """Execute a python block as a module; return its namespace and what it printed."""
+    namespace: dict[str, Any] = {"__name__": f"doc_block_{block.line}"}
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(compile(block.code, block.where, "exec"), namespace)  # noqa: S102 (the docs are ours)
+    return namespace, output.getvalue()
+
+
+def load_dags(env: DocEnv, *blocks: Block) -> dict[str, DAG]:
+    """Write the blocks into the dags folder of this test, parse it like Airflow does, and return its DAGs."""
+    from airflow import settings
+    from airflow.dag_processing.dagbag import DagBag
+
+    env.fixture("airflow_db")
+    env.dags_folder.mkdir(exist_ok=True)
+    names = [f"doc_{block.path.stem.replace('-', '_')}_{block.line}.py" for block in blocks]
+    for block, name in zip(blocks, names, strict=True):
+        (env.dags_folder / name).write_text(block.code)
+    # dag.test() syncs the "dags-folder" bundle, whose path is settings.DAGS_FOLDER.
+    env.monkeypatch.setattr(settings, "DAGS_FOLDER", str(env.dags_folder))
+    env.monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(env.dags_folder))
+    bag = DagBag(dag_folder=str(env.dags_folder))
+    assert bag.import_errors == {}, f"{[b.where for b in blocks]}: {bag.import_errors}"
+    dags = {dag.dag_id: dag for dag in bag.dags.values() if Path(dag.fileloc).name in names}
+    assert dags, f"{[b.where for b in blocks]}: no DAG defined"
+    return dags
+
+
+def run_dag(dag: DAG, **kwargs: Any) -> DagRun:
+    dag_run = dag.test(**kwargs)
+    assert dag_run.state == "success", f"dag.test() of {dag.dag_id}: {dag_run.state}"
+    return dag_run
+
+
+def xcom(dag_run: DagRun, task_id: str, map_index: int = -1) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = (
+            XComModel.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                map_indexes=map_index,
+                key="return_value",
+            )
+            .with_only_columns(XComModel.value)
+            .limit(1)
+        )
+        return XComModel.deserialize_value(session.execute(query).first())
+
+
+def task_instances(dag_run: DagRun, task_id: str) -> list[Any]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == task_id]
+
+
+def operator_arg(task: Any, name: str) -> Any:
+    """An argument of a (possibly mapped) IndeedQuotaUsageOperator, or its default."""
+    import inspect
+
+    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+
+    partial = getattr(task, "partial_kwargs", None)
+    if partial is not None:
+        if name in partial:
+            return partial[name]
+        return inspect.signature(IndeedQuotaUsageOperator.__init__).parameters[name].default
+    return getattr(task, name)
+
+
+def extract_tasks(dag: DAG, *, required: bool = True) -> list[Any]:
+    """The DAG's IndeedQuotaUsageOperator tasks, mapped or not."""
+    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+
+    found = [
+        task
+        for task in dag.tasks
+        if isinstance(task, IndeedQuotaUsageOperator)
+        or getattr(task, "operator_class", None) is IndeedQuotaUsageOperator
+    ]
+    assert found or not required, f"{dag.dag_id} has no IndeedQuotaUsageOperator"
+    return found
+
+
+def warehouse_targets(dag: DAG) -> set[tuple[str, str]]:
+    """(sql_conn_id, table) of every extract task that writes to a warehouse."""
+    targets = {(operator_arg(t, "sql_conn_id"), operator_arg(t, "table")) for t in extract_tasks(dag, required=False)}
+    return {(conn_id, table) for conn_id, table in targets if conn_id}
+
+
+def sandbox_usage(employer: str, month: date) -> dict[str, Any]:
+    """What the sandbox answers for an employer and a past month (deterministic)."""
+    from airflow_provider_quota.sandbox.state import quota_usage_data
+
+    return quota_usage_data(employer, month, time.time())
+
+
+def check_usage_rows(rows: list[tuple[Any, ...]], employers: set[str], months: list[date]) -> None:
+    """Rows of (employer_id, month, api_quota, requests_count, spend_amount, currency_code) equal the API's answers."""
+    expected = {}
+    for employer in employers:
+        for month in months:
+            data = sandbox_usage(employer, month)
+            expected[(employer, f"{month:%m%Y}")] = (
+                data["apiQuota"],
+                sum(item["requestsCount"] for item in data["apiUsage"]),
+                Decimal(data["sponsoredJobsSpendAmount"]),
+                data["currencyCode"],
+            )
+    actual = {(row[0], row[1]): (row[2], row[3], Decimal(str(row[4])), row[5]) for row in rows}
+    assert actual == expected
+    assert len(rows) == len(expected), "one row per (employer, month)"
+
+
+USAGE_QUERY = "SELECT employer_id, month, api_quota, requests_count, spend_amount, currency_code FROM {table}"
+
+
+def months_between(first: date, last: date) -> list[date]:
+    months, month = [], first
+    while month <= last:
+        months.append(month)
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return months
+
+
+# ---------------------------------------------------------------------------------------------- python checks
+
+
+@check("gate-dag", "python")
+def gate_dag(block: Block, env: DocEnv) -> None:
+    """Run the DAG with dag.test() with the quota used up: the sensor waits for the reset, then the run succeeds."""
+    from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
+
+    env.sandbox_connections()
+    for dag in load_dags(env, block).values():
+        sensors = [task for task in dag.tasks if isinstance(task, SonarlyQuotaSensor)]
+        assert sensors, f"{dag.dag_id} has no SonarlyQuotaSensor"
+        for sensor in sensors:
+            assert sensor.sonarly_conn_id == "sonarly_default"
+            group = sensor.account_group_id or "ag_sandbox"
+            env.sandbox.set_quota(group, limit=25, used=25, reset_after_first_check=1.0)
+        dag_run = run_dag(dag)
+        assert env.sandbox.requests_to("sonarly_quota") == 2 * len(sensors), "one check, one after the reset"
+        for sensor in sensors:
+            quota = xcom(dag_run, sensor.task_id)
+            assert quota["exhausted"] is False
+            assert quota["remaining"] >= int(sensor.min_remaining)
+            assert set(quota) == {
+                "list_type",
+                "quota_type",
+                "used",
+                "limit",
+                "remaining",
+                "reset_at",
+                "exhausted",
+                "trace_id",
+            }
+
+
+def _run_spend_dag(block: Block, env: DocEnv, make_warehouse: Callable[[str], None], rerun: bool) -> list[tuple]:
+    env.sandbox_connections()
+    rows: list[tuple] = []
+    for dag in load_dags(env, block).values():
+        targets = warehouse_targets(dag)
+        assert targets, f"{dag.dag_id} writes to no warehouse"
+        for conn_id, _ in targets:
+            make_warehouse(conn_id)
+        from airflow_provider_quota.hooks import indeed
+        from airflow_provider_quota.warehouse import get_db_hook
+
+        for _ in range(2 if rerun else 1):
+            indeed._TOKENS.clear()  # a fresh worker
+            run_dag(dag, logical_date=DECEMBER_2024_RUN)
+        employers = set(env.sandbox.stats()["tokens_issued"])
+        for conn_id, table in targets:
+            rows = get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table))
+            check_usage_rows(rows, employers, [FIRST_MONTH])
+    return rows
+
+
+@check("spend-dag-sqlite", "python")
+def spend_dag_sqlite(block: Block, env: DocEnv) -> None:
+    """Run the DAG with dag.test() for the 12/2024 interval on SQLite: the rows equal the API's answers."""
+    _run_spend_dag(block, env, lambda conn_id: env.sqlite_warehouse(conn_id), rerun=False)
+
+
+@check("spend-dag-postgres", "python")
+def spend_dag_postgres(block: Block, env: DocEnv) -> None:
+    """Run the DAG twice with dag.test() for the 12/2024 interval, writing to PostgreSQL: one exact row per employer."""
+    import psycopg2
+
+    url = env.fixture("postgres_url")
+    schema = f"docs_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(url)
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {schema}")
+
+        def make_warehouse(conn_id: str) -> None:
+            set_connection(
+                env.monkeypatch,
+                conn_id,
+                conn_type="postgres",
+                host=parts.hostname,
+                port=parts.port or 5432,
+                login=parts.username,
+                password=parts.password,
+                schema=parts.path.lstrip("/"),
+                extra={"options": f"-c search_path={schema}"},
+            )
+
+        rows = _run_spend_dag(block, env, make_warehouse, rerun=True)
+        assert all(isinstance(row[4], Decimal) for row in rows)
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT data_type, numeric_scale FROM information_schema.columns "
+                "WHERE table_schema = %s AND column_name = 'spend_amount'",
+                (schema,),
+            )
+            assert cursor.fetchall() == [("numeric", None)], "money is an unconstrained NUMERIC"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+
+
+@check("asset-schedule", "python")
+def asset_schedule(block: Block, env: DocEnv) -> None:
+    """Parse the DAG: the Assets it is scheduled on are outlets of an extract task of a DAG on the same page."""
+    consumers = load_dags(env, block)
+    producers = load_dags(env, *blocks_where(lambda b: b.path == block.path and b.check in SPEND_DAG_CHECKS))
+    outlets = {
+        asset.uri
+        for dag in producers.values()
+        for task in extract_tasks(dag)
+        for asset in (operator_arg(task, "outlets") or [])
+    }
+    assert outlets, "the extract tasks declare no outlet"
+    for dag in consumers.values():
+        scheduled = {asset.uri for asset in _assets_of(dag.timetable.asset_condition)}
+        assert scheduled, f"{dag.dag_id} is not scheduled on an Asset"
+        assert scheduled <= outlets, f"{dag.dag_id} waits for {scheduled - outlets}, which no extract task writes"
+
+
+def _assets_of(condition: Any) -> Iterator[Any]:
+    from airflow.sdk import Asset
+    from airflow.sdk.definitions.asset import AssetBooleanCondition
+
+    if isinstance(condition, Asset):
+        yield condition
+    elif isinstance(condition, AssetBooleanCondition):
+        for item in condition.objects:
+            yield from _assets_of(item)
+
+
+@check("backfill-dag", "python")
+def backfill_dag(block: Block, env: DocEnv) -> None:
+    """Run the DAG with dag.test() on SQLite: one row per completed month since 12/2024, one access token."""
+    env.sandbox_connections()
+    for dag in load_dags(env, block).values():
+        for conn_id, _ in warehouse_targets(dag):
+            env.sqlite_warehouse(conn_id)
+        run_dag(dag)
+        this_month = datetime.now(UTC).date().replace(day=1)
+        months = months_between(
+            FIRST_MONTH, date(this_month.year - (this_month.month == 1), (this_month.month - 2) % 12 + 1, 1)
+        )
+        stats = env.sandbox.stats()
+        assert stats["tokens_issued"] == {"emp-acme": 1}, "one token for every month"
+        assert stats["requests"]["indeed_quota_usage"] == len(months)
+        from airflow_provider_quota.warehouse import get_db_hook
+
+        for conn_id, table in warehouse_targets(dag):
+            check_usage_rows(get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table)), {"emp-acme"}, months)
+
+
+@check("mapping-dag", "python")
+def mapping_dag(block: Block, env: DocEnv) -> None:
+    """Export the page's AIRFLOW_VAR_* lines, run the DAG with dag.test(): one instance, token and row per employer."""
+    env.sandbox_connections()
+    for shell_block in blocks_where(lambda b: b.path == block.path and b.lang == "bash"):
+        for argv in command_lines(shell_block):
+            if argv[0] == "export" and argv[1].startswith("AIRFLOW_VAR_"):
+                name, _, value = argv[1].partition("=")
+                env.monkeypatch.setenv(name, value)
+                variable = json.loads(value)
+    employers = set(variable)
+    for dag in load_dags(env, block).values():
+        for conn_id, _ in warehouse_targets(dag):
+            env.sqlite_warehouse(conn_id)
+        dag_run = run_dag(dag, logical_date=DECEMBER_2024_RUN)
+        stats = env.sandbox.stats()
+        assert stats["tokens_issued"] == dict.fromkeys(employers, 1)
+        for task in extract_tasks(dag):
+            assert sorted(ti.map_index for ti in task_instances(dag_run, task.task_id)) == list(range(len(employers)))
+        from airflow_provider_quota.warehouse import get_db_hook
+
+        for conn_id, table in warehouse_targets(dag):
+            check_usage_rows(
+                get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table)), employers, [FIRST_MONTH]
+            )
+
+
+@check("hooks", "python")
+def hooks(block: Block, env: DocEnv) -> None:
+    """Execute the block with both default connections on the sandbox: real answers, money as Decimal."""
+    from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
+
+    env.sandbox_connections()
+    namespace, _ = exec_block(block)
+    assert isinstance(namespace["quota"], ProspectingQuota)
+    assert isinstance(namespace["usage"], ApiQuotaUsage)
+    assert isinstance(namespace["usage"].spend_amount, Decimal)
+    requests_made = env.sandbox.stats()["requests"]
+    assert requests_made["sonarly_quota"] == 1
+    assert requests_made["indeed_quota_usage"] == 1
+
+
+@check("test-connection", "python")
+def connection_test_block(block: Block, env: DocEnv) -> None:
+    """Execute the block with both connections on the sandbox: it prints True twice, only free calls, no secret."""
+    env.sandbox_connections()
+    _, printed = exec_block(block)
+    lines = printed.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("True ") for line in lines), printed
+    assert SONARLY_KEY not in printed and INDEED_SECRET not in printed
+    requests_made = env.sandbox.stats()["requests"]
+    assert requests_made["sonarly_accounts"] == 1 and requests_made["indeed_token"] == 1
+    assert requests_made["sonarly_quota"] == 0 and requests_made["indeed_quota_usage"] == 0
+
+
+@check("xcom-record", "json")
+def xcom_record(block: Block, env: DocEnv) -> None:
+    """Equal to what IndeedQuotaUsageOperator returns for that employer and month, extracted_at aside."""
+    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+
+    env.sandbox_connections()
+    shown = json.loads(block.code)
+    datetime.fromisoformat(shown["extracted_at"])
+    operator = IndeedQuotaUsageOperator(task_id="doc_xcom", employer_id=shown["employer_id"], month=shown["month"])
+    actual = operator.execute(context={})  # type: ignore[arg-type]
+    assert set(actual) == set(shown)
+    assert {k: v for k, v in actual.items() if k != "extracted_at"} == {
+        k: v for k, v in shown.items() if k != "extracted_at"
+    }
+
+
+# ---------------------------------------------------------------------------------------------- SQL checks
+
+
+def _same_sql(shown: str, expected: str) -> bool:
+    def normal(sql: str) -> str:
+        sql = " ".join(sql.replace(";", " ").split())
+        return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", sql))
+
+    return normal(shown) == normal(expected)
+
+
+def _ddl_matches(block: Block, dialect: str) -> str:
+    from airflow_provider_quota.warehouse import create_table_sql
+
+    table = parse_create_table(block.code).name
+    expected = create_table_sql(table, dialect)
+    assert _same_sql(block.code, expected), f"the operator runs on {dialect}:\n{expected}"
+    return expected
+
+
+@check("ddl-postgresql", "sql")
+def ddl_postgresql(block: Block, env: DocEnv) -> None:
+    """Equal to create_table_sql(table, "postgresql"); runs twice on the PostgreSQL test server."""
+    import psycopg2
+
+    _ddl_matches(block, "postgresql")
+    schema = f"docs_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(env.fixture("postgres_url"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE SCHEMA {schema}")
+            cursor.execute(f"SET search_path TO {schema}")
+            cursor.execute(block.code)
+            cursor.execute(block.code)  # IF NOT EXISTS
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        connection.close()
+
+
+@check("ddl-snowflake", "sql")
+def ddl_snowflake(block: Block, env: DocEnv) -> None:
+    """Equal to create_table_sql(table, "snowflake") and within Snowflake's documented types (offline)."""
+    _ddl_matches(block, "snowflake")
+    assert snowflake_ddl_problems(block.code) == []
+
+
+# ---------------------------------------------------------------------------------------------- shell
+
+
+def command_lines(block: Block) -> Iterator[list[str]]:
+    """The block's commands as argv lists: continuations joined, comments and blank lines dropped."""
+    text = block.code.replace("\\\n", " ")
+    for line in text.splitlines():
+        argv = shlex.split(line, comments=True)
+        if argv:
+            yield argv
+
+
+@check("shell", "bash")
+def shell(block: Block, env: DocEnv) -> None:
+    """Run each line through the handler of its command (SHELL_COMMANDS); a command no handler knows fails."""
+    for argv in command_lines(block):
+        for matches, handler in SHELL_COMMANDS:
+            if matches(argv):
+                handler(argv, block, env)
+                break
+        else:
+            pytest.fail(f"{block.where}: no check knows the command {shlex.join(argv)!r}")
+
+
+def _export(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``export NAME=value`` for connections, variables and Airflow settings."""
+    assert len(argv) == 2 and "=" in argv[1], f"{block.where}: {shlex.join(argv)}"
+    name, _, value = argv[1].partition("=")
+    if name.startswith("AIRFLOW_CONN_"):
+        _export_connection(name, value, block, env)
+    elif name.startswith("AIRFLOW_VAR_"):
+        from airflow.sdk import Variable
+
+        env.monkeypatch.setenv(name, value)
+        assert Variable.get(name.removeprefix("AIRFLOW_VAR_").lower(), deserialize_json=True) == json.loads(value)
+    elif match := re.fullmatch(r"AIRFLOW__([A-Z0-9_]+?)__([A-Z0-9_]+)", name):
+        from airflow.configuration import conf
+
+        section, key = match[1].lower(), match[2].lower()
+        assert conf.has_option(section, key), f"{block.where}: Airflow has no setting [{section}] {key}"
+        env.monkeypatch.setenv(name, value)
+        assert conf.get(section, key) == value
+    else:
+        pytest.fail(f"{block.where}: no check knows the variable {name}")
+
+
+def _export_connection(name: str, value: str, block: Block, env: DocEnv) -> None:
+    """Airflow reads the connection from the variable; its hook accepts it; on the sandbox its test passes."""
+    from airflow.sdk import BaseHook
+
+    if value.lstrip().startswith("{"):
+        json.loads(value)  # the JSON form must be valid JSON, not just parseable by luck
+    env.monkeypatch.setenv(name, env.localize(value))
+    conn_id = name.removeprefix("AIRFLOW_CONN_").lower()
+    conn = BaseHook.get_connection(conn_id)
+    if conn.conn_type in ("sonarly", "indeed"):
+        from airflow_provider_quota.hooks.indeed import IndeedHook
+        from airflow_provider_quota.hooks.sonarly import SonarlyHook
+
+        hook: Any = SonarlyHook(conn_id) if conn.conn_type == "sonarly" else IndeedHook(conn_id)
+        assert hook.connection.password, f"{block.where}: {conn_id} has no secret"
+        if conn.conn_type == "sonarly" and conn.extra_dejson.get("account_group_id"):
+            assert hook.resolve_account_group_id() == conn.extra_dejson["account_group_id"]
+        if conn.conn_type == "indeed":
+            assert hook.connection.login, f"{block.where}: {conn_id} has no client id"
+            assert hook.employer_id == conn.extra_dejson.get("employer_id")
+        if DOC_SANDBOX.search(value):
+            assert hook.base_url == env.sandbox_url
+            ok, message = hook.test_connection()
+            assert ok, message
+        else:
+            assert hook.base_url == hook.default_host, "the docs' real connections use the API's own host"
+    else:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        from airflow_provider_quota.warehouse import get_db_hook
+
+        hook = get_db_hook(conn_id)
+        assert isinstance(hook, DbApiHook)
+        assert hook.dialect_name in ("postgresql", "sqlite"), f"{conn_id}: dialect {hook.dialect_name}"
+
+
+def _make(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``make TARGET``: the Makefile has the target (``make -n`` succeeds; nothing is run)."""
+    result = subprocess.run(["make", "-n", *argv[1:]], cwd=REPO, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{block.where}: make -n {' '.join(argv[1:])}: {result.stderr}"
+
+
+def _pip_install(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``pip install NAME``: NAME is this package's name in pyproject.toml."""
+    from packaging.requirements import Requirement
+
+    project = re.search(r'(?m)^name = "([^"]+)"', (REPO / "pyproject.toml").read_text())[1]  # type: ignore[index]
+    names = [Requirement(arg).name for arg in argv[2:] if not arg.startswith("-")]
+    assert names == [project], f"{block.where}: installs {names}, the package is {project}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sandbox_command(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``python -m airflow_provider_quota.sandbox``: start it (on a free port), both APIs answer, stop it."""
+    args = [arg for arg in argv[3:] if arg != "&"]
+    port = _free_port()
+    if "--port" in args:
+        args[args.index("--port") + 1] = str(port)
+    else:
+        args += ["--port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_quota.sandbox", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # start-up bound, not a performance assertion
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{block.where}: the sandbox exited with {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+            try:
+                if requests.get(f"{url}/_sandbox/stats", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"{block.where}: the sandbox did not answer on {url}"
+            time.sleep(0.2)
+        accounts = requests.get(f"{url}/v1/accounts", headers={"Authorization": f"Bearer {SONARLY_KEY}"}, timeout=10)
+        assert accounts.status_code == 200 and accounts.json()["success"] is True
+        token = requests.post(
+            f"{url}/oauth/v2/tokens",
+            data={
+                "client_id": "sandbox-client-id",
+                "client_secret": INDEED_SECRET,
+                "grant_type": "client_credentials",
+                "scope": "employer.advertising.account.read",
+                "employer": "emp-acme",
+            },
+            timeout=10,
+        )
+        assert token.status_code == 200 and token.json()["token_type"].lower() == "bearer"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout:
+            process.stdout.close()
+
+
+def _curl(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``curl``: the same request, sent with requests to the test sandbox; the answer is 2xx JSON."""
+    method, headers, data, url = None, {}, None, None
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in ("-X", "--request"):
+            method = next(args)
+        elif arg in ("-H", "--header"):
+            key, _, value = next(args).partition(":")
+            headers[key.strip()] = value.strip()
+        elif arg in ("-d", "--data", "--data-raw"):
+            data = next(args)
+        elif arg in ("-s", "--silent", "-S", "--show-error", "-f", "--fail"):
+            continue
+        elif arg.startswith("-"):
+            pytest.fail(f"{block.where}: no check knows the curl option {arg}")
+        else:
+            url = arg
+    assert url, f"{block.where}: curl without a URL"
+    assert DOC_SANDBOX.search(url), f"{block.where}: curl to {url}, not to the sandbox"
+    response = requests.request(
+        method or ("POST" if data is not None else "GET"), env.localize(url), headers=headers, data=data, timeout=10
+    )
+    assert response.ok, f"{block.where}: {response.status_code} {response.text}"
+    response.json()
+
+
+def _airflow_cli(argv: list[str]) -> Any:
+    from airflow.cli import cli_parser
+
+    return cli_parser.get_parser().parse_args(argv[1:])
+
+
+def _airflow_dags_test(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``airflow dags test DAG_ID``: run by Airflow's CLI in-process, on the docs' DAG, against the sandbox."""
+    args = _airflow_cli(argv)
+    env.sandbox_connections()
+    for dag in load_dags(env, block_defining_dag(args.dag_id, block)).values():
+        for conn_id, _ in warehouse_targets(dag):
+            env.sqlite_warehouse(conn_id)
+    args.func(args)  # raises SystemExit when the run fails
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == args.dag_id).order_by(DagRun.id.desc()).limit(1).all()
+        assert runs and runs[0].state == "success"
+
+
+def _airflow_backfill_create(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``airflow backfill create``: a dry run on the docs' DAG lists one run per month, each extracting its own."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.backfill import ReprocessBehavior, _do_dry_run
+    from airflow.utils.session import create_session
+
+    from airflow_provider_quota.operators.indeed import month_for_run
+
+    env.fixture("airflow_db")
+    args = _airflow_cli(argv)
+    load_dags(env, block_defining_dag(args.dag_id, block))
+    DagBundlesManager().sync_bundles_to_db()
+    bag = BundleDagBag(dag_folder=str(env.dags_folder), bundle_path=env.dags_folder, bundle_name="dags-folder")
+    sync_bag_to_db(bag, "dags-folder", None)
+    with create_session() as session:
+        infos = list(
+            _do_dry_run(
+                dag_id=args.dag_id,
+                from_date=args.from_date,
+                to_date=args.to_date,
+                reverse=args.run_backwards,
+                reprocess_behavior=ReprocessBehavior.NONE,
+                session=session,
+            )
+        )
+    months = [
+        month_for_run(
+            {  # type: ignore[typeddict-item]
+                "data_interval_start": info.data_interval.start,
+                "data_interval_end": info.data_interval.end,
+                "logical_date": info.logical_date,
+            }
+        )
+        for info in infos
+    ]
+    first, last = args.from_date.date().replace(day=1), args.to_date.date().replace(day=1)
+    assert months == months_between(first, last), f"{block.where}: the runs extract {months}"
+    assert months[0] >= FIRST_MONTH
+
+
+SHELL_COMMANDS: list[tuple[Callable[[list[str]], bool], Callable[[list[str], Block, DocEnv], None]]] = [
+    (lambda argv: argv[0] == "export", _export),
+    (lambda argv: argv[0] == "make", _make),
+    (lambda argv: argv[:2] == ["pip", "install"], _pip_install),
+    (
+        lambda argv: argv[0] in ("python", "python3") and argv[1:3] == ["-m", "airflow_provider_quota.sandbox"],
+        _sandbox_command,
+    ),
+    (lambda argv: argv[0] == "curl", _curl),
+    (lambda argv: argv[:3] == ["airflow", "dags", "test"], _airflow_dags_test),
+    (lambda argv: argv[:3] == ["airflow", "backfill", "create"], _airflow_backfill_create),
+]
+
+#: Checks that run a DAG writing to a warehouse (the producers an asset-schedule block refers to).
+SPEND_DAG_CHECKS = ("spend-dag-sqlite", "spend-dag-postgres")

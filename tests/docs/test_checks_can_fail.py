@@ -1,0 +1,114 @@
+"""The block parser, and the docs checks failing on blocks that are wrong: a check that cannot fail proves nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.docs.blocks import REPO, Block, parse_blocks
+from tests.docs.checks import CHECKS, DocEnv
+
+FAILURES = (AssertionError, pytest.fail.Exception, Exception)
+
+
+def test_parse_blocks_reads_language_attributes_and_indented_fences():
+    text = (
+        "Intro\n\n"
+        '```python check=gate-dag title="a DAG"\n'
+        "with DAG():\n"
+        "    pass\n"
+        "```\n\n"
+        "1. a list item\n\n"
+        "   ```bash\n"
+        "   make test\n"
+        "   ```\n"
+        "~~~~json check=xcom-record\n"
+        "{}\n"
+        "~~~~\n"
+    )
+    python, bash, json_block = parse_blocks(text, Path("x.md"))
+    assert (python.lang, python.check, python.attrs["title"], python.line) == ("python", "gate-dag", "a DAG", 3)
+    assert python.code == "with DAG():\n    pass\n"
+    assert (bash.lang, bash.check, bash.code) == ("bash", None, "make test\n")
+    assert (json_block.lang, json_block.check, json_block.code) == ("json", "xcom-record", "{}\n")
+
+
+def test_an_unclosed_fence_is_an_error():
+    with pytest.raises(ValueError, match="never closed"):
+        parse_blocks("```python check=hooks\nprint(1)\n", Path("x.md"))
+
+
+def _block(lang: str, check: str, code: str) -> Block:
+    return Block(path=REPO / "docs" / "wrong.md", line=1, lang=lang, code=code, attrs={"check": check})
+
+
+@pytest.mark.parametrize(
+    ("check", "lang", "code"),
+    [
+        pytest.param("shell", "bash", "rm -rf /tmp/nothing-here\n", id="unknown-command"),
+        pytest.param("shell", "bash", "make no-such-target\n", id="make-target-missing"),
+        pytest.param("shell", "bash", "pip install apache-airflow-providers-quota\n", id="wrong-package"),
+        pytest.param("shell", "bash", "export AIRFLOW__CORE__NO_SUCH_SETTING=1\n", id="unknown-setting"),
+        pytest.param("shell", "bash", "export QUOTA_KEY=x\n", id="unknown-variable"),
+        pytest.param(
+            "shell",
+            "bash",
+            'export AIRFLOW_CONN_SONARLY_DEFAULT=\'{"conn_type": "sonarly", "host": "http://api.example.com", '
+            '"password": "sk_live_x"}\'\n',
+            id="plain-http-to-a-remote-host",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            'export AIRFLOW_CONN_INDEED_DEFAULT=\'{"conn_type": "indeed", "host": "http://127.0.0.1:8765", '
+            '"login": "sandbox-client-id", "password": "wrong-secret", "extra": {"employer_id": "emp-acme"}}\'\n',
+            id="sandbox-connection-with-a-wrong-secret",
+        ),
+        pytest.param(
+            "shell", "bash", 'export AIRFLOW_CONN_SONARLY_DEFAULT=\'{"conn_type": "sonarly",\'\n', id="bad-json"
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "curl -X PUT http://127.0.0.1:8765/_sandbox/quota/ag_sandbox -d '{\"used_up\": true}'\n",
+            id="curl-rejected-by-the-sandbox",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "airflow backfill create --dag-id indeed_monthly_spend --from-date 2024-11-01 --to-date 2025-01-01\n",
+            id="backfill-from-a-month-the-api-does-not-serve",
+        ),
+        pytest.param(
+            "ddl-snowflake",
+            "sql",
+            "CREATE TABLE IF NOT EXISTS t (employer_id VARCHAR(256) NOT NULL, month CHAR(6) NOT NULL, "
+            "month_start DATE NOT NULL, api_quota BIGINT NOT NULL, requests_count BIGINT NOT NULL, "
+            "spend_amount NUMERIC NOT NULL, currency_code VARCHAR(256) NOT NULL, extracted_at TIMESTAMP NOT NULL, "
+            "PRIMARY KEY (employer_id, month))\n",
+            id="ddl-not-what-the-operator-runs",
+        ),
+        pytest.param(
+            "xcom-record",
+            "json",
+            '{"employer_id": "emp-acme", "month": "122024", "month_start": "2024-12-01", "api_quota": 3000, '
+            '"requests_count": 1428, "spend_amount": "9963.30", "currency_code": "USD", '
+            '"api_usage": [{"requestsCount": 1428}], "extracted_at": "2026-11-22T15:38:54+00:00"}\n',
+            id="xcom-record-off-by-a-cent",
+        ),
+    ],
+)
+def test_a_wrong_block_fails_its_check(check, lang, code, request):
+    with pytest.raises(FAILURES):
+        CHECKS[check].run(_block(lang, check, code), DocEnv(request))
+
+
+def test_the_right_xcom_record_passes(request):
+    """The counterpart of the off-by-a-cent case: the same record with the right spend passes."""
+    code = (
+        '{"employer_id": "emp-acme", "month": "122024", "month_start": "2024-12-01", "api_quota": 3000, '
+        '"requests_count": 1428, "spend_amount": "9963.29", "currency_code": "USD", '
+        '"api_usage": [{"requestsCount": 1428}], "extracted_at": "2026-11-22T15:38:54+00:00"}\n'
+    )
+    CHECKS["xcom-record"].run(_block("json", "xcom-record", code), DocEnv(request))
