@@ -44,6 +44,39 @@ def pytest_configure(config: pytest.Config) -> None:
     register_ci_skip_rule(config)  # under CI=true, any skipped test fails the run
 
 
+def postgres_connection_fields(url: str) -> dict[str, Any]:
+    """The fields of an Airflow ``postgres`` connection to the server at ``url``."""
+    parts = urlsplit(url)
+    return {
+        "conn_type": "postgres",
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "login": parts.username,
+        "password": parts.password,
+        "schema": parts.path.lstrip("/"),
+    }
+
+
+def read_xcom(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
+    """The return value a task of a ``dag.test()`` run pushed, read from the metadata database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = (
+            XComModel.get_many(
+                run_id=dag_run.run_id,
+                dag_ids=dag_run.dag_id,
+                task_ids=task_id,
+                map_indexes=map_index,
+                key="return_value",
+            )
+            .with_only_columns(XComModel.value)
+            .limit(1)
+        )
+        return XComModel.deserialize_value(session.execute(query).first())
+
+
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> str:
     """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` JSON for one test."""
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
@@ -136,17 +169,7 @@ def postgres_url() -> str:
 @pytest.fixture
 def postgres_conn(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> str:
     """An Airflow ``postgres`` connection ``warehouse_pg`` to the test server."""
-    parts = urlsplit(postgres_url)
-    return set_connection(
-        monkeypatch,
-        "warehouse_pg",
-        conn_type="postgres",
-        host=parts.hostname,
-        port=parts.port or 5432,
-        login=parts.username,
-        password=parts.password,
-        schema=parts.path.lstrip("/"),
-    )
+    return set_connection(monkeypatch, "warehouse_pg", **postgres_connection_fields(postgres_url))
 
 
 @pytest.fixture

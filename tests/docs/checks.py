@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import INDEED_SECRET, SONARLY_KEY, set_connection
+from tests.conftest import INDEED_SECRET, SONARLY_KEY, postgres_connection_fields, read_xcom, set_connection
 from tests.docs.blocks import REPO, Block, all_blocks
 from tests.docs.ddl_rules import parse_create_table, snowflake_ddl_problems
 
@@ -170,25 +170,6 @@ def run_dag(dag: DAG, **kwargs: Any) -> DagRun:
     return dag_run
 
 
-def xcom(dag_run: DagRun, task_id: str, map_index: int = -1) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = (
-            XComModel.get_many(
-                run_id=dag_run.run_id,
-                dag_ids=dag_run.dag_id,
-                task_ids=task_id,
-                map_indexes=map_index,
-                key="return_value",
-            )
-            .with_only_columns(XComModel.value)
-            .limit(1)
-        )
-        return XComModel.deserialize_value(session.execute(query).first())
-
-
 def task_instances(dag_run: DagRun, task_id: str) -> list[Any]:
     from airflow.utils.session import create_session
 
@@ -284,7 +265,7 @@ def gate_dag(block: Block, env: DocEnv) -> None:
         dag_run = run_dag(dag)
         assert env.sandbox.requests_to("sonarly_quota") == 2 * len(sensors), "one check, one after the reset"
         for sensor in sensors:
-            quota = xcom(dag_run, sensor.task_id)
+            quota = read_xcom(dag_run, sensor.task_id)
             assert quota["exhausted"] is False
             assert quota["remaining"] >= int(sensor.min_remaining)
             assert set(quota) == {
@@ -333,7 +314,6 @@ def spend_dag_postgres(block: Block, env: DocEnv) -> None:
 
     url = env.fixture("postgres_url")
     schema = f"docs_{uuid.uuid4().hex[:12]}"
-    parts = urlsplit(url)
     admin = psycopg2.connect(url)
     admin.autocommit = True
     try:
@@ -344,12 +324,7 @@ def spend_dag_postgres(block: Block, env: DocEnv) -> None:
             set_connection(
                 env.monkeypatch,
                 conn_id,
-                conn_type="postgres",
-                host=parts.hostname,
-                port=parts.port or 5432,
-                login=parts.username,
-                password=parts.password,
-                schema=parts.path.lstrip("/"),
+                **postgres_connection_fields(url),
                 extra={"options": f"-c search_path={schema}"},
             )
 
@@ -750,6 +725,12 @@ def _airflow_backfill_create(argv: list[str], block: Block, env: DocEnv) -> None
 
     env.fixture("airflow_db")
     args = _airflow_cli(argv)
+    # The page describes a first backfill: runs left by other tests of this session would be skipped.
+    from airflow.api.common.delete_dag import delete_dag
+    from airflow.exceptions import DagNotFound
+
+    with contextlib.suppress(DagNotFound):
+        delete_dag(args.dag_id)
     load_dags(env, block_defining_dag(args.dag_id, block))
     DagBundlesManager().sync_bundles_to_db()
     bag = BundleDagBag(dag_folder=str(env.dags_folder), bundle_path=env.dags_folder, bundle_name="dags-folder")

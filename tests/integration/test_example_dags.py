@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, set_connection
+from tests.conftest import REPO, read_xcom, set_connection
 
 EXAMPLES = REPO / "example_dags"
 
@@ -29,25 +29,6 @@ def test_every_example_dag_imports_without_errors(dagbag):
         assert dag.tasks, dag.dag_id
 
 
-def _xcom(dag_run, task_id: str, map_index: int = -1):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            XComModel.get_many(
-                run_id=dag_run.run_id,
-                dag_ids=dag_run.dag_id,
-                task_ids=task_id,
-                map_indexes=map_index,
-                key="return_value",
-            )
-            .with_only_columns(XComModel.value)
-            .limit(1)
-        )
-        return XComModel.deserialize_value(session.execute(row).first())
-
-
 @pytest.mark.dag_test
 def test_quota_gate_waits_for_the_reset_then_runs_prospecting(airflow_db, dagbag, sonarly_conn, sandbox):
     sandbox.set_quota("ag_sandbox", used=25, reset_after_first_check=2.0)
@@ -57,9 +38,9 @@ def test_quota_gate_waits_for_the_reset_then_runs_prospecting(airflow_db, dagbag
     assert dag_run.state == "success"
     assert sandbox.requests_to("sonarly_quota") == 2  # one poke, one check after the reset
     assert waited > 2.0
-    gate = _xcom(dag_run, "wait_for_prospecting_quota")
+    gate = read_xcom(dag_run, "wait_for_prospecting_quota")
     assert gate["remaining"] == 25 and gate["exhausted"] is False
-    assert _xcom(dag_run, "start_prospecting") == 10  # min(remaining, BATCH_SIZE)
+    assert read_xcom(dag_run, "start_prospecting") == 10  # min(remaining, BATCH_SIZE)
 
 
 @pytest.mark.dag_test
