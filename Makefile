@@ -15,7 +15,7 @@ FLOOR_AIRFLOW := 3.2.0
 FLOOR_DATE := 2026-04-08T00:00:00Z
 HOST_PYTHON = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-.PHONY: install demo test lint typecheck pytest test-floor bench reliability ui-check sandbox clean
+.PHONY: install demo test lint typecheck pytest test-floor test-mysql bench reliability ui-check sandbox clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,6 +50,12 @@ test: lint typecheck pytest  ## ruff, mypy and pytest
 
 test-floor: .venv-floor/.synced  ## the test suite against the lowest supported Airflow
 	.venv-floor/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
+# mysqlclient compiles against the MariaDB/MySQL client headers (Debian: libmariadb-dev), so the
+# mysql group stays out of `make install`; this adds it to .venv and runs the tests marked mysql.
+test-mysql: install  ## the warehouse tests on a MySQL/MariaDB server (QUOTA_TEST_MYSQL)
+	$(UV) sync --frozen --group mysql --python $(HOST_PYTHON)
+	$(RUN) pytest -m mysql $(PYTEST_ARGS)
 
 bench: install  ## benchmarks against HttpSensor/HttpHook; prints one table (docs/performance.md)
 	$(RUN) python benchmarks/run.py

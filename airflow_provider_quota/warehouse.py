@@ -39,7 +39,7 @@ PRIMARY_KEY = ("employer_id", "month")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-# Column types per SQLAlchemy dialect name; "default" serves MySQL, Snowflake and the rest.
+# Column types per SQLAlchemy dialect name; "default" serves Snowflake and the rest.
 _TYPES: dict[str, dict[str, str]] = {
     "sqlite": {"text": "TEXT", "month": "TEXT", "date": "TEXT", "count": "INTEGER", "money": "TEXT", "ts": "TEXT"},
     "postgresql": {
@@ -50,6 +50,16 @@ _TYPES: dict[str, dict[str, str]] = {
         "money": "NUMERIC",
         "ts": "TIMESTAMP WITH TIME ZONE",
     },
+    # DATETIME keeps the UTC wall time as written; TIMESTAMP would shift it by the session's time
+    # zone and ends in 2038.
+    "mysql": {
+        "text": "VARCHAR(256)",
+        "month": "CHAR(6)",
+        "date": "DATE",
+        "count": "BIGINT",
+        "money": "DECIMAL(65, 30)",  # MySQL's widest
+        "ts": "DATETIME(6)",
+    },
     "default": {
         "text": "VARCHAR(256)",
         "month": "CHAR(6)",
@@ -59,8 +69,14 @@ _TYPES: dict[str, dict[str, str]] = {
         "ts": "TIMESTAMP",
     },
 }
-#: Decimal places a money column keeps, per dialect (None: every digit).
-_MONEY_SCALE: dict[str, int | None] = {"sqlite": None, "postgresql": None, "default": 10}
+#: (precision, scale) of the money column per dialect, None where it keeps every digit. A spend
+#: that does not fit is refused before the write: a DECIMAL column would round or reject it.
+_MONEY_DIGITS: dict[str, tuple[int, int] | None] = {
+    "sqlite": None,
+    "postgresql": None,
+    "mysql": (65, 30),
+    "default": (38, 10),
+}
 
 #: Dialects where common.sql's ``insert_rows(replace=True)`` is a real upsert on the primary key
 #: (``INSERT ... ON CONFLICT DO UPDATE`` on PostgreSQL, ``REPLACE INTO`` on SQLite and MySQL).
@@ -149,13 +165,33 @@ def create_table_sql(table: str, dialect: str) -> str:
     )
 
 
-def _check_scale(spend: Decimal, dialect: str, table: str) -> None:
-    scale = _MONEY_SCALE.get(dialect, _MONEY_SCALE["default"])
-    exponent = spend.as_tuple().exponent
-    if scale is not None and isinstance(exponent, int) and -exponent > scale:
+def check_money_fits(spend: Decimal, dialect: str, table: str) -> None:
+    """
+    Refuse a spend the money column of ``dialect`` cannot hold exactly.
+
+    :raise InvalidParameterError: naming the spend, the column and what does not fit.
+    """
+    digits = _MONEY_DIGITS.get(dialect, _MONEY_DIGITS["default"])
+    _, digit_tuple, exponent = spend.as_tuple()
+    if digits is None or not spend or not isinstance(exponent, int):  # fits, or not a finite number
+        return
+    # Trailing zeros are no loss when the column pads or drops them: 3000.100000000000 fits (38, 10).
+    # (Not Decimal.normalize(): it rounds to the context's 28 digits.)
+    while exponent < 0 and digit_tuple[-1] == 0:
+        digit_tuple, exponent = digit_tuple[:-1], exponent + 1
+    precision, scale = digits
+    places = max(-exponent, 0)
+    whole_digits = max(len(digit_tuple) + exponent, 0)
+    column = f"the {dialect} column {table}.spend_amount, DECIMAL({precision}, {scale}),"
+    if places > scale:
         raise InvalidParameterError(
-            f"spend {spend} has more than {scale} decimal places, which the {dialect} column "
-            f"{table}.spend_amount would round; create the table with a wider DECIMAL yourself"
+            f"spend {spend} has more than {scale} decimal places, which {column} would round; "
+            "create the table with a wider DECIMAL yourself"
+        )
+    if whole_digits > precision - scale:
+        raise InvalidParameterError(
+            f"spend {spend} has {whole_digits} digits before the decimal point, more than "
+            f"{precision - scale} that {column} holds; create the table with a wider DECIMAL yourself"
         )
 
 
@@ -194,7 +230,7 @@ def write_usage(
     for record in records:
         if not record.employer_id:
             raise InvalidParameterError("a usage record without employer_id cannot be written to the warehouse")
-        _check_scale(record.spend_amount, dialect, table)
+        check_money_fits(record.spend_amount, dialect, table)
     if create_table:
         try:
             hook.run(create_table_sql(table, dialect))

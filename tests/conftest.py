@@ -6,6 +6,9 @@ Environment variables:
 - ``QUOTA_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``): the PostgreSQL
   server of the warehouse tests. Unreachable: those tests skip with the reason; under ``CI=true``
   any skipped test fails the run.
+- ``QUOTA_TEST_MYSQL`` (default ``mysql://root@127.0.0.1:3306/test``): the MySQL or MariaDB server
+  of the tests marked ``mysql``. They need the ``mysql`` dependency group (mysqlclient compiles
+  against libmariadb-dev), so ``make test`` deselects them and ``make test-mysql`` runs them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,20 +40,30 @@ SONARLY_KEY_WITHOUT_PROSPECTING = "sk_test_no_prospecting"
 INDEED_CLIENT_ID = "sandbox-client-id"
 INDEED_SECRET = "sandbox-client-secret"
 POSTGRES_URL = os.environ.get("QUOTA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("QUOTA_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 IN_CI = in_ci()
+
+#: The warehouses the write tests run on (``@pytest.fixture(params=WAREHOUSES)`` with
+#: :func:`warehouse_conn_id`): SQLite always, the servers when reachable (under CI=true, always).
+WAREHOUSES = [
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     register_ci_skip_rule(config)  # under CI=true, any skipped test fails the run
 
 
-def postgres_connection_fields(url: str) -> dict[str, Any]:
-    """The fields of an Airflow ``postgres`` connection to the server at ``url``."""
+def server_connection_fields(url: str) -> dict[str, Any]:
+    """The fields of an Airflow connection to the database server at ``url`` (postgresql:// or mysql://)."""
     parts = urlsplit(url)
+    conn_type, default_port = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306)}[parts.scheme]
     return {
-        "conn_type": "postgres",
+        "conn_type": conn_type,
         "host": parts.hostname,
-        "port": parts.port or 5432,
+        "port": parts.port or default_port,
         "login": parts.username,
         "password": parts.password,
         "schema": parts.path.lstrip("/"),
@@ -159,17 +172,85 @@ def postgres_url() -> str:
     try:
         psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()
     except psycopg2.Error as exc:
-        reason = f"PostgreSQL test server {POSTGRES_URL} unreachable ({str(exc).strip()}); set QUOTA_TEST_POSTGRES"
-        if IN_CI:
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
+        _unreachable(f"PostgreSQL test server {POSTGRES_URL} unreachable ({str(exc).strip()}); set QUOTA_TEST_POSTGRES")
     return POSTGRES_URL
 
 
 @pytest.fixture
 def postgres_conn(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> str:
     """An Airflow ``postgres`` connection ``warehouse_pg`` to the test server."""
-    return set_connection(monkeypatch, "warehouse_pg", **postgres_connection_fields(postgres_url))
+    return set_connection(monkeypatch, "warehouse_pg", **server_connection_fields(postgres_url))
+
+
+def _unreachable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """The MySQL/MariaDB test server's URL; skips (fails under CI=true) when it cannot be used."""
+    try:
+        import airflow.providers.mysql  # noqa: F401
+        import MySQLdb
+    except ImportError as exc:
+        _unreachable(f"the mysql test group is not installed ({exc}); run make test-mysql")
+    parts = urlsplit(MYSQL_URL)
+    try:
+        MySQLdb.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+            database=parts.path.lstrip("/"),
+            connect_timeout=3,
+        ).close()
+    except MySQLdb.Error as exc:
+        _unreachable(f"MySQL test server {MYSQL_URL} unreachable ({exc}); set QUOTA_TEST_MYSQL")
+    return MYSQL_URL
+
+
+@pytest.fixture
+def mysql_conn(monkeypatch: pytest.MonkeyPatch, mysql_url: str) -> str:
+    """An Airflow ``mysql`` connection ``warehouse_mysql`` to the test server."""
+    return set_connection(monkeypatch, "warehouse_mysql", **server_connection_fields(mysql_url))
+
+
+def warehouse_conn_id(request: pytest.FixtureRequest) -> str:
+    """The connection id of the warehouse a fixture parametrized with :data:`WAREHOUSES` is on."""
+    return str(request.getfixturevalue(f"{request.param}_conn"))
+
+
+def fail_inserts_of(conn_id: str, table: str, month: str) -> Callable[[], None]:
+    """
+    Make the warehouse raise a real database error whenever a row of ``month`` is written to ``table``.
+
+    A trigger in the dialect's own language (SQLite, PostgreSQL, MySQL) raises "injected database
+    failure". Returns the function that removes it.
+    """
+    from airflow_provider_quota.warehouse import get_db_hook
+
+    hook = get_db_hook(conn_id)
+    if hook.dialect_name == "sqlite":
+        hook.run(
+            f"CREATE TRIGGER {table}_fail BEFORE INSERT ON {table} WHEN NEW.month = '{month}' "
+            "BEGIN SELECT RAISE(ABORT, 'injected database failure'); END"
+        )
+        return lambda: hook.run(f"DROP TRIGGER {table}_fail")
+    if hook.dialect_name == "mysql":
+        hook.run(
+            f"CREATE TRIGGER {table}_fail BEFORE INSERT ON {table} FOR EACH ROW BEGIN IF NEW.month = '{month}' "
+            "THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected database failure'; END IF; END"
+        )
+        return lambda: hook.run(f"DROP TRIGGER {table}_fail")
+    hook.run(
+        f"CREATE FUNCTION {table}_fail() RETURNS trigger AS $$ BEGIN IF NEW.month = '{month}' THEN "
+        f"RAISE EXCEPTION 'injected database failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
+        f"CREATE TRIGGER {table}_fail BEFORE INSERT OR UPDATE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_fail()"
+    )
+    return lambda: hook.run(f"DROP FUNCTION IF EXISTS {table}_fail() CASCADE")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.conftest import INDEED_SECRET, SONARLY_KEY, postgres_connection_fields, read_xcom, set_connection
+from tests.conftest import INDEED_SECRET, SONARLY_KEY, read_xcom, server_connection_fields, set_connection
 from tests.docs.blocks import REPO, Block, all_blocks
 from tests.docs.ddl_rules import parse_create_table, snowflake_ddl_problems
 
@@ -324,7 +324,7 @@ def spend_dag_postgres(block: Block, env: DocEnv) -> None:
             set_connection(
                 env.monkeypatch,
                 conn_id,
-                **postgres_connection_fields(url),
+                **server_connection_fields(url),
                 extra={"options": f"-c search_path={schema}"},
             )
 
@@ -602,12 +602,41 @@ def _make(argv: list[str], block: Block, env: DocEnv) -> None:
 
 
 def _pip_install(argv: list[str], block: Block, env: DocEnv) -> None:
-    """``pip install NAME``: NAME is this package's name in pyproject.toml."""
+    """
+    ``pip install .``: the checkout builds into a wheel of this package that Airflow can discover.
+
+    The wheel is built for real (``uv build``); its metadata must name the package, register the
+    ``apache_airflow_provider`` entry point and ship ``py.typed``. A package name instead of a
+    path must be this package's (for when it is published).
+    """
+    import zipfile
+
     from packaging.requirements import Requirement
 
     project = re.search(r'(?m)^name = "([^"]+)"', (REPO / "pyproject.toml").read_text())[1]  # type: ignore[index]
-    names = [Requirement(arg).name for arg in argv[2:] if not arg.startswith("-")]
-    assert names == [project], f"{block.where}: installs {names}, the package is {project}"
+    targets = [arg for arg in argv[2:] if not arg.startswith("-")]
+    if targets != ["."]:
+        names = [Requirement(arg).name for arg in targets]
+        assert names == [project], f"{block.where}: installs {names}, the package is {project}"
+        return
+    out = env.tmp_path / "wheel"
+    uv = REPO / ".tools" / "bin" / "uv"
+    result = subprocess.run(
+        [str(uv), "build", "--wheel", "--quiet", "--out-dir", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{block.where}: pip install . would fail to build: {result.stderr}"
+    [wheel] = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
+        metadata = archive.read(f"{dist_info}/METADATA").decode()
+        entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
+    assert re.search(rf"(?m)^Name: {re.escape(project)}$", metadata), f"{block.where}: {wheel.name} is not {project}"
+    assert "[apache_airflow_provider]" in entry_points and "get_provider_info" in entry_points
+    assert "airflow_provider_quota/py.typed" in names
 
 
 def _free_port() -> int:

@@ -11,12 +11,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_quota.exceptions import UnexpectedResponseError
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.warehouse import get_db_hook
+from tests.conftest import WAREHOUSES, warehouse_conn_id
 from tests.reliability.conftest import START, first_event
 
 
@@ -27,10 +28,10 @@ def gate(**kwargs: Any) -> SonarlyQuotaSensor:
     return SonarlyQuotaSensor(task_id="gate", poke_interval=120, jitter=2.0, **kwargs)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest) -> Any:
-    """(connection id, fresh table) on SQLite or on the PostgreSQL test server."""
-    conn_id = request.getfixturevalue("sqlite_conn" if request.param == "sqlite" else "postgres_conn")
+    """(connection id, fresh table) on each warehouse of WAREHOUSES."""
+    conn_id = warehouse_conn_id(request)
     table = f"data_faults_{uuid.uuid4().hex[:10]}"
     yield conn_id, table
     get_db_hook(conn_id).run(f"DROP TABLE IF EXISTS {table}")
@@ -184,12 +185,23 @@ def test_missing_request_count_inside_api_usage_is_named(indeed_conn, sandbox, f
 # --------------------------------------------------------------------------- money
 
 
+WIDE_WHOLE = "123456789012345678901234567890123456.5"  # 36 digits before the point
+
+#: Spends a warehouse's money column cannot hold exactly, and the refusal that names why:
+#: MySQL's widest column is DECIMAL(65, 30); PostgreSQL's NUMERIC and SQLite's TEXT keep every digit.
+REFUSED = {
+    ("warehouse_mysql", "0.1000000000000000055511151231257827"): r"more than 30 decimal places.*DECIMAL\(65, 30\)",
+    ("warehouse_mysql", WIDE_WHOLE): r"36 digits before the decimal point, more than 35",
+}
+
+
 @pytest.mark.parametrize(
     "spend",
     [
         "0.1000000000000000055511151231257827",  # what the float 0.1 really is
         "1234.567890123456789012345",
         "123456789012345678901234567890.123456789",  # 39 digits, past any float and Decimal's 28-digit context
+        WIDE_WHOLE,
         "0.000000000000000001",
         "3000.10",  # the trailing zero is kept
         "0",
@@ -198,9 +210,15 @@ def test_missing_request_count_inside_api_usage_is_named(indeed_conn, sandbox, f
 def test_spend_with_many_decimals_is_kept_exact_in_xcom_and_in_the_warehouse(
     indeed_conn, sandbox, warehouse, figures, spend
 ):
+    """Every digit reaches XCom and the table, or, where the column would round, the task fails and writes nothing."""
     conn_id, table = warehouse
     sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": Decimal(spend)})
     operator = IndeedQuotaUsageOperator(task_id="extract", month="022025", sql_conn_id=conn_id, table=table)
+    refusal = REFUSED.get((conn_id, spend))
+    if refusal:
+        figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=refusal)
+        assert not get_db_hook(conn_id).inspector.has_table(table)  # refused before the write: no table, no row
+        return
     record = figures.task(lambda: operator.execute({}))
     assert Decimal(record["spend_amount"]) == Decimal(spend)
     assert Decimal(record["spend_amount"]).as_tuple() == Decimal(spend).as_tuple()  # same digits, same exponent

@@ -16,7 +16,7 @@ from airflow_provider_quota.exceptions import InvalidParameterError
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.warehouse import get_db_hook
-from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, SONARLY_KEY, set_connection
+from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, SONARLY_KEY, WAREHOUSES, set_connection, warehouse_conn_id
 from tests.reliability.conftest import START
 
 #: Ids that must travel as data, never as syntax.
@@ -188,10 +188,10 @@ BAD_TABLES = [
 ]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=WAREHOUSES)
 def victim(request: pytest.FixtureRequest) -> Any:
-    """A warehouse (SQLite or PostgreSQL) holding a table ``victim`` with one row."""
-    conn_id = request.getfixturevalue("sqlite_conn" if request.param == "sqlite" else "postgres_conn")
+    """A warehouse (each of WAREHOUSES) holding a table ``victim`` with one row."""
+    conn_id = warehouse_conn_id(request)
     hook = get_db_hook(conn_id)
     hook.run("DROP TABLE IF EXISTS victim")
     hook.run("CREATE TABLE victim (id INTEGER)")
@@ -218,7 +218,7 @@ def test_templated_table_name_is_refused_after_rendering_and_the_warehouse_is_un
     )
     figures.evidence("rendered", render(operator, table=table))
     figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=r"not an SQL identifier")
-    assert get_db_hook(victim).get_records("SELECT id FROM victim") == [(42,)]
+    assert list(get_db_hook(victim).get_records("SELECT id FROM victim")) == [(42,)]
     no_requests(sandbox)  # refused before the (paid) API call
 
 

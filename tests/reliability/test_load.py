@@ -23,6 +23,7 @@ import time_machine
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
 from airflow_provider_quota.warehouse import get_db_hook
+from tests.conftest import WAREHOUSES, warehouse_conn_id
 from tests.reliability.conftest import FULL, START, expected_usage, months_between, warehouse_keys
 
 TRIGGERS = 200
@@ -71,9 +72,9 @@ def test_200_deferred_gates_on_one_event_loop_all_succeed(sonarly_conn, sandbox,
     assert stats["requests"]["sonarly_quota"] == TRIGGERS + faults  # ...and each gate got exactly one good answer
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=WAREHOUSES)
 def db(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    conn_id = request.getfixturevalue("sqlite_conn" if request.param == "sqlite" else "postgres_conn")
+    conn_id = warehouse_conn_id(request)
     table = f"load_{uuid.uuid4().hex[:10]}"
     yield conn_id, table
     get_db_hook(conn_id).run(f"DROP TABLE IF EXISTS {table}")

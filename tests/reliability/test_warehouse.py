@@ -1,5 +1,5 @@
 """
-Warehouse integrity on SQLite and on the real PostgreSQL server: a failed write keeps the previous
+Warehouse integrity on SQLite and on real PostgreSQL and MySQL/MariaDB servers: a failed write keeps the previous
 rows, concurrent runs of one (employer, month) leave one row, and a rerun after any failure
 converges to the right row (the sandbox's data is deterministic: it is the oracle).
 """
@@ -21,16 +21,17 @@ from airflow_provider_quota.exceptions import QuotaApiError
 from airflow_provider_quota.hooks import indeed
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.warehouse import get_db_hook
+from tests.conftest import WAREHOUSES, fail_inserts_of, warehouse_conn_id
 from tests.reliability.conftest import expected_usage, warehouse_keys
 
 MONTHS = ["122024", "012025", "022025", "032025"]
 EMPLOYERS = ["emp-acme", "emp-globex", "emp-eu-initech"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=WAREHOUSES)
 def db(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(connection id, fresh table name) on SQLite or on the PostgreSQL test server."""
-    conn_id = request.getfixturevalue("sqlite_conn" if request.param == "sqlite" else "postgres_conn")
+    """(connection id, fresh table name) on each warehouse of WAREHOUSES."""
+    conn_id = warehouse_conn_id(request)
     table = f"integrity_{uuid.uuid4().hex[:10]}"
     yield conn_id, table
     hook = get_db_hook(conn_id)
@@ -65,24 +66,6 @@ def right_rows(keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, 
             data["currency_code"],
         )
     return result
-
-
-def fail_inserts_of(conn_id: str, table: str, month: str) -> Callable[[], None]:
-    """A real database error whenever a row of ``month`` is written; returns the function that removes it."""
-    hook = get_db_hook(conn_id)
-    if hook.dialect_name == "sqlite":
-        hook.run(
-            f"CREATE TRIGGER {table}_fail BEFORE INSERT ON {table} WHEN NEW.month = '{month}' "
-            "BEGIN SELECT RAISE(ABORT, 'injected database failure'); END"
-        )
-        return lambda: hook.run(f"DROP TRIGGER {table}_fail")
-    hook.run(
-        f"CREATE FUNCTION {table}_fail() RETURNS trigger AS $$ BEGIN IF NEW.month = '{month}' THEN "
-        f"RAISE EXCEPTION 'injected database failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
-        f"CREATE TRIGGER {table}_fail BEFORE INSERT OR UPDATE ON {table} "
-        f"FOR EACH ROW EXECUTE FUNCTION {table}_fail()"
-    )
-    return lambda: hook.run(f"DROP TRIGGER {table}_fail ON {table}")
 
 
 def test_database_error_mid_write_keeps_the_previous_rows_then_a_rerun_converges(indeed_conn, sandbox, db, figures):

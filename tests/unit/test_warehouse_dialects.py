@@ -44,10 +44,39 @@ def test_snowflake_ddl_follows_snowflakes_rules():
 def test_snowflake_money_column_keeps_ten_decimal_places_and_refuses_more(places, accepted):
     spend = Decimal("1." + "1" * places)
     if accepted:
-        warehouse._check_scale(spend, "snowflake", TABLE)
+        warehouse.check_money_fits(spend, "snowflake", TABLE)
     else:
         with pytest.raises(InvalidParameterError, match="more than 10 decimal places"):
-            warehouse._check_scale(spend, "snowflake", TABLE)
+            warehouse.check_money_fits(spend, "snowflake", TABLE)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "spend", "problem"),
+    [
+        ("snowflake", "3000.100000000000", None),  # trailing zeros lose nothing
+        ("snowflake", "0E-40", None),
+        ("snowflake", "9" * 28 + ".5", None),
+        ("snowflake", "1" + "0" * 28, "29 digits before the decimal point, more than 28"),
+        ("snowflake", "1E+28", "29 digits before the decimal point, more than 28"),
+        ("mysql", "0." + "1" * 30, None),
+        # 34 significant digits: a check through Decimal.normalize() would round to 28 and let it by
+        ("mysql", "0.1000000000000000055511151231257827", r"more than 30 decimal places.*DECIMAL\(65, 30\)"),
+        ("mysql", "9" * 36, "36 digits before the decimal point, more than 35"),
+        ("postgresql", "9" * 100 + "." + "1" * 100, None),
+        ("sqlite", "9" * 100 + "." + "1" * 100, None),
+    ],
+)
+def test_money_that_a_decimal_column_would_round_or_reject_is_refused_by_name(dialect, spend, problem):
+    if problem is None:
+        warehouse.check_money_fits(Decimal(spend), dialect, TABLE)
+    else:
+        with pytest.raises(InvalidParameterError, match=problem):
+            warehouse.check_money_fits(Decimal(spend), dialect, TABLE)
+
+
+def test_mysql_keeps_utc_wall_time_and_its_widest_decimal():
+    types = warehouse.column_types("mysql")
+    assert (types["extracted_at"], types["spend_amount"]) == ("DATETIME(6)", "DECIMAL(65, 30)")
 
 
 def test_bigquery_has_no_ddl_of_its_own_and_the_generic_one_breaks_its_rules():

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator, month_for_run
 from airflow_provider_quota.warehouse import get_db_hook, warehouse_table_asset
-from tests.conftest import INDEED_SECRET, set_connection
+from tests.conftest import INDEED_SECRET, WAREHOUSES, fail_inserts_of, set_connection, warehouse_conn_id
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 UTC = timezone.utc
@@ -180,16 +180,18 @@ def test_non_sql_connection_is_refused(indeed_conn, sandbox, monkeypatch):
 
 
 def _rows(conn_id: str, table: str) -> list[tuple[Any, ...]]:
-    return get_db_hook(conn_id).get_records(
-        f"SELECT employer_id, month, month_start, api_quota, requests_count, spend_amount, currency_code "
-        f"FROM {table} ORDER BY employer_id, month"
+    return list(
+        get_db_hook(conn_id).get_records(
+            f"SELECT employer_id, month, month_start, api_quota, requests_count, spend_amount, currency_code "
+            f"FROM {table} ORDER BY employer_id, month"
+        )
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=WAREHOUSES)
 def warehouse(request) -> tuple[str, str]:
-    """(connection id, fresh table name) on SQLite or on the PostgreSQL test server."""
-    conn_id = request.getfixturevalue("sqlite_conn" if request.param == "sqlite" else "postgres_conn")
+    """(connection id, fresh table name) on each warehouse of WAREHOUSES."""
+    conn_id = warehouse_conn_id(request)
     table = f"quota_usage_{uuid.uuid4().hex[:10]}"
     yield conn_id, table
     get_db_hook(conn_id).run(f"DROP TABLE IF EXISTS {table}")
@@ -221,35 +223,24 @@ def test_rerun_updates_the_row_in_place(indeed_conn, sandbox, warehouse):
 
 def test_failed_write_leaves_the_previous_rows(indeed_conn, sandbox, warehouse):
     conn_id, table = warehouse
-    hook = get_db_hook(conn_id)
     months = ["122024", "012025"]
     IndeedQuotaUsageOperator(task_id="extract", month=months, sql_conn_id=conn_id, table=table).execute({})
     before = _rows(conn_id, table)
-    # A real database error on the second row of the next write.
-    if hook.dialect_name == "sqlite":
-        hook.run(
-            f"CREATE TRIGGER boom BEFORE INSERT ON {table} WHEN NEW.month = '012025' "
-            "BEGIN SELECT RAISE(ABORT, 'boom'); END"
-        )
-    else:
-        hook.run(
-            f"CREATE FUNCTION {table}_boom() RETURNS trigger AS $$ BEGIN "
-            f"IF NEW.month = '012025' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "
-            f"CREATE TRIGGER boom BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_boom()"
-        )
+    remove_failure = fail_inserts_of(conn_id, table, "012025")  # a real database error on the second row
     sandbox.add_fault(
         "patch", endpoint="indeed_quota_usage", count=2, patch={"sponsoredJobsSpendAmount": Decimal("99.99")}
     )
-    with pytest.raises(Exception, match="boom"):
+    with pytest.raises(Exception, match="injected database failure"):
         IndeedQuotaUsageOperator(task_id="extract", month=months, sql_conn_id=conn_id, table=table).execute({})
     assert _rows(conn_id, table) == before  # the first row of the failed write was rolled back too
-    if hook.dialect_name != "sqlite":
-        hook.run(f"DROP FUNCTION {table}_boom() CASCADE")
+    remove_failure()
 
 
 def test_schema_qualified_table(indeed_conn, sandbox, warehouse):
     conn_id, table = warehouse
-    schema = "main" if get_db_hook(conn_id).dialect_name == "sqlite" else "public"
+    hook = get_db_hook(conn_id)
+    # MySQL's schema is a database: the connection's own
+    schema = {"sqlite": "main", "postgresql": "public"}.get(hook.dialect_name) or hook.get_connection(conn_id).schema
     IndeedQuotaUsageOperator(task_id="extract", month="122024", sql_conn_id=conn_id, table=f"{schema}.{table}").execute(
         {}
     )
