@@ -111,16 +111,15 @@ class TlsVerificationError(QuotaApiError):
 def is_permanent(exc: BaseException) -> bool:
     """
     Whether retrying the task can not help: bad input, bad configuration, a TLS certificate that
-    fails verification, or a 4xx answer (400, 401, 403, 404...) other than 408 and 429. Such
-    errors fail the task without retries.
+    fails verification, a request the HTTP client refuses to send, or a 4xx answer (400, 401,
+    403, 404...) other than 408 and 429. Such errors fail the task without retries.
     """
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     if isinstance(exc, (InvalidParameterError, ConnectionConfigError, AirflowNotFoundException, TlsVerificationError)):
         return True
-    return (
-        isinstance(exc, QuotaApiError)
-        and exc.status is not None
-        and 400 <= exc.status < 500
-        and exc.status not in (408, 429)
-    )
+    if not isinstance(exc, QuotaApiError):
+        return False
+    if exc.code == "INVALID_REQUEST" and exc.status is None:  # refused by our own HTTP client
+        return True
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429)

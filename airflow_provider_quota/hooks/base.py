@@ -127,6 +127,24 @@ def clip_text(value: Any, limit: int = 500) -> str | None:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def check_credential_text(value: str | None, *, what: str, conn_id: str) -> None:
+    """
+    Refuse a credential holding whitespace or control characters, without ever echoing it.
+
+    A key pasted with a trailing line break is the usual case: sent in a header, it makes the HTTP
+    client raise an error that quotes the whole header, key included.
+
+    :raise ConnectionConfigError: naming the connection, the field and the first bad position.
+    """
+    for position, char in enumerate(value or "", start=1):
+        if char.isspace() or not char.isprintable():
+            kind = "a line break" if char in "\r\n" else "a space" if char == " " else "a control character"
+            raise ConnectionConfigError(
+                f"Connection {conn_id!r}: the {what} holds {kind} (character {position} of {len(value or '')}); "
+                "enter it again without spaces or line breaks"
+            )
+
+
 def _is_loopback(hostname: str) -> bool:
     name = hostname.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
@@ -163,13 +181,19 @@ def build_base_url(host: str | None, port: int | None, *, default: str, allow_in
             "connection's login and password fields"
         )
     scheme = parts.scheme.lower()
+    # Name the host by scheme and host name only: a query or path could carry a key.
+    shown = f"{scheme}://{parts.hostname or ''}"
     if scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectionConfigError(f"Connection {conn_id!r}: host {raw!r} must be an http(s) URL or a bare host name")
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: the host starting {shown!r} must be an http(s) URL or a bare host name"
+        )
     if parts.query or parts.fragment:
-        raise ConnectionConfigError(f"Connection {conn_id!r}: host {raw!r} must not have a query or fragment")
+        raise ConnectionConfigError(
+            f"Connection {conn_id!r}: the host starting {shown!r} must not have a query or fragment"
+        )
     if scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise ConnectionConfigError(
-            f"Connection {conn_id!r}: host {raw!r} uses plain http:// to a host that is not loopback, "
+            f"Connection {conn_id!r}: host {shown!r} uses plain http:// to a host that is not loopback, "
             "which would send credentials unencrypted. Use https://, or set the connection extra "
             '"allow_insecure_http": true to accept that risk.'
         )
@@ -600,6 +624,16 @@ class QuotaApiHook(BaseHook):
                 retryable=False,
             )
         name = type(exc).__name__
+        if _refused_before_sending(exc):
+            # The client refused to build the request (a header or URL it cannot send): the same
+            # request can never succeed, and the client's message quotes the header, credential included.
+            return QuotaApiError(
+                f"{method} {path} could not be sent: the HTTP client refused a header or the URL "
+                f"({name}; details withheld, they may quote a credential). Check the connection",
+                api=self.api_name,
+                code="INVALID_REQUEST",
+                retryable=False,
+            )
         timeout = "Timeout" in name
         return QuotaApiError(
             f"{method} {path} got no complete answer: {name}: {exc}",
@@ -672,6 +706,24 @@ def _drop_none(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
     return {key: value for key, value in params.items() if value is not None}
+
+
+def _refused_before_sending(exc: BaseException) -> bool:
+    """Whether the HTTP client refused to build the request (requests' InvalidHeader, httpx's LocalProtocolError...)."""
+    import httpx
+    import requests
+
+    return isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+            httpx.LocalProtocolError,
+            httpx.UnsupportedProtocol,
+        ),
+    )
 
 
 def _certificate_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:

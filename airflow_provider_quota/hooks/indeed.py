@@ -10,7 +10,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_quota.exceptions import ConnectionConfigError, QuotaApiError, UnexpectedResponseError
-from airflow_provider_quota.hooks.base import JsonResponse, QuotaApiHook, clip_text, validate_id
+from airflow_provider_quota.hooks.base import (
+    JsonResponse,
+    QuotaApiHook,
+    check_credential_text,
+    clip_text,
+    validate_id,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -84,6 +90,8 @@ class IndeedHook(QuotaApiHook):
         ]
         if missing:
             raise ConnectionConfigError(f"Connection {self.conn_id!r} has no {' and no '.join(missing)}")
+        check_credential_text(conn.login, what="client id (login)", conn_id=self.conn_id)
+        check_credential_text(conn.password, what="client secret (password)", conn_id=self.conn_id)
 
     def _is_error_payload(self, payload: dict[str, Any]) -> bool:
         meta = payload.get("meta")

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_quota.exceptions import ConnectionConfigError, InvalidParameterError, UnexpectedResponseError
-from airflow_provider_quota.hooks.base import JsonResponse, QuotaApiHook, clip_text, quote_path_segment
+from airflow_provider_quota.hooks.base import (
+    JsonResponse,
+    QuotaApiHook,
+    check_credential_text,
+    clip_text,
+    quote_path_segment,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -47,6 +53,7 @@ class SonarlyHook(QuotaApiHook):
             raise ConnectionConfigError(
                 f"Connection {self.conn_id!r} has no API key: set its password field (shown as 'API key')"
             )
+        check_credential_text(conn.password, what="API key (password)", conn_id=self.conn_id)
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.connection.password}", "Accept": "application/json"}

@@ -32,15 +32,22 @@ def month_for_run(context: Context) -> date:
     ``data_interval_start``. With a trigger timetable (Airflow 3's default for cron schedules:
     start == end == logical date) or a manual run: the calendar month before the logical
     date (or before ``run_after`` when there is none), i.e. the last completed month.
-    Months are read in the DAG's own time zone.
+    Months are read in the DAG's own time zone: the task receives these dates in UTC, where a
+    monthly run at midnight in Paris starts on the last day of the previous month.
     """
     from airflow_provider_quota.months import previous_month
+
+    dag_timezone = getattr(context.get("dag"), "timezone", None)
+
+    def local(moment: datetime) -> datetime:
+        return moment.astimezone(dag_timezone) if dag_timezone is not None and moment.tzinfo else moment
 
     start = context.get("data_interval_start")
     end = context.get("data_interval_end")
     if start is not None and end is not None and end > start:
+        start = local(start)
         return date(start.year, start.month, 1)
-    moment = (
+    moment = local(
         context.get("logical_date") or start or getattr(context.get("dag_run"), "run_after", None) or timezone.utcnow()
     )
     return previous_month(date(moment.year, moment.month, 1))

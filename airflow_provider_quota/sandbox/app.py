@@ -244,7 +244,7 @@ def create_app(state: SandboxState, transports: dict[tuple[str, int], Any] | Non
 
     @app.post("/oauth/v2/tokens")
     async def issue_token(request: Request) -> Response:
-        response, _ = await fault_response(request, "indeed_token", INDEED)
+        response, fault = await fault_response(request, "indeed_token", INDEED)
         if response is not None:
             return response
         form = {name: values[0] for name, values in parse_qs((await request.body()).decode()).items()}
@@ -260,7 +260,15 @@ def create_app(state: SandboxState, transports: dict[tuple[str, int], Any] | Non
             return _json({"error": "invalid_scope", "error_description": "scope is required"}, 400)
         token, lifetime = state.issue_token(form.get("employer") or None, scope)
         return _json(
-            {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": " ".join(sorted(scope))}
+            _patched(
+                {
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": lifetime,
+                    "scope": " ".join(sorted(scope)),
+                },
+                fault,
+            )
         )
 
     @app.get("/ads/v1/apiquotausage")

@@ -223,6 +223,63 @@ def test_errors_with_wrong_credentials_do_not_echo_them(monkeypatch, sandbox_ser
     figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=r"HTTP 401 invalid_client")
 
 
+@pytest.mark.parametrize("flaw", ["\n", "\r\n", " ", "\t"])
+def test_a_credential_with_whitespace_is_refused_before_any_request_without_echoing_it(
+    monkeypatch, sandbox_server, sandbox, clock, figures, flaw
+):
+    """A key pasted with a line break would make the HTTP client quote the whole header, key included."""
+    key, secret = f"sk_live_{uuid.uuid4().hex}", f"secret-{uuid.uuid4().hex}"
+    SUITE.extra_secrets.update({key, secret})
+    set_connection(
+        monkeypatch,
+        "sonarly_default",
+        conn_type="sonarly",
+        host=sandbox_server.url,
+        password=key + flaw,
+        extra={"account_group_id": "ag_sandbox"},
+    )
+    set_connection(
+        monkeypatch,
+        "indeed_default",
+        conn_type="indeed",
+        host=sandbox_server.url,
+        login=INDEED_CLIENT_ID,
+        password=secret + flaw,
+        extra={"employer_id": "emp-acme"},
+    )
+    refused = r"the (API key|client secret) \(password\) holds a"
+    figures.task(lambda: gate(mode="poke").execute({}), expect=Exception, match=refused)
+    figures.task(
+        lambda: IndeedQuotaUsageOperator(task_id="extract", month="122024").execute({}),
+        expect=Exception,
+        match=refused,
+    )
+    trigger = SonarlyQuotaResetTrigger(
+        sonarly_conn_id="sonarly_default",
+        account_group_id="ag_sandbox",
+        list_type=None,
+        min_remaining=1,
+        reset_at=START + timedelta(minutes=5),
+        poke_interval=60.0,
+    )
+    figures.event(first_event(trigger), status="error", match=refused)
+    assert sum(sandbox.stats()["requests"].values()) == 0
+
+
+def test_a_header_the_http_client_refuses_fails_once_without_echoing_it(indeed_conn, sandbox, recorded_sleeps, figures):
+    """The API hands out an access token no header can carry: one clear error, no retry, no echo of the token."""
+    token = f"tok_{uuid.uuid4().hex}"
+    SUITE.extra_secrets.add(token)
+    sandbox.add_fault("patch", endpoint="indeed_token", patch={"access_token": f"{token}\nX-Injected: 1"})
+    figures.task(
+        lambda: IndeedQuotaUsageOperator(task_id="extract", month="122024").execute({}),
+        expect=AirflowFailException,
+        match=r"INVALID_REQUEST: .*could not be sent: the HTTP client refused a header",
+    )
+    assert recorded_sleeps == []
+    assert sandbox.stats()["requests"].get("indeed_quota_usage", 0) == 0
+
+
 def test_a_refused_access_token_is_not_echoed(indeed_conn, sandbox, recorded_sleeps, figures):
     operator = IndeedQuotaUsageOperator(task_id="extract", month="122024")
     figures.task(lambda: operator.execute({}))
@@ -326,3 +383,20 @@ def test_connection_error_for_a_bad_host_names_it_without_its_credentials(monkey
     sonarly_at(monkeypatch, "https://user:hunter2-password@api.sonarly.io")
     SUITE.extra_secrets.add("hunter2-password")
     figures.task(lambda: SonarlyHook().base_url, expect=ConnectionConfigError, match="must not contain credentials")
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("https://api.sonarly.io/v1?api_key={key}", "must not have a query or fragment"),
+        ("https://api.sonarly.io/#{key}", "must not have a query or fragment"),
+        ("ftp://api.sonarly.io/{key}", "must be an http"),
+        ("http://api.sonarly.io/{key}", "plain http:// to a host that is not loopback"),
+    ],
+)
+def test_connection_error_for_a_bad_host_never_quotes_its_path_or_query(monkeypatch, figures, host, problem):
+    key = f"sk_live_{uuid.uuid4().hex}"
+    SUITE.extra_secrets.add(key)
+    sonarly_at(monkeypatch, host.format(key=key))
+    error = figures.task(lambda: SonarlyHook().base_url, expect=ConnectionConfigError, match=problem)
+    assert "api.sonarly.io" in str(error)
