@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf, timezone
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_quota.exceptions import InvalidParameterError, is_permanent
 from airflow_provider_quota.hooks.base import validate_hook_params
@@ -35,7 +35,10 @@ class SonarlyQuotaSensor(BaseSensorOperator):
     mode the wait happens in :class:`SonarlyQuotaResetTrigger` without holding a worker
     slot: a wait that ends at the first reset costs two quota requests, however long it is.
     ``poke_interval`` applies only when the reset time is unknown. 400, 401, 403 and 404
-    answers fail the task at once, without retries.
+    answers fail the task at once, without retries. ``timeout`` and ``soft_fail`` work as for
+    any sensor; in poke and reschedule mode, a quota that resets only after the timeout ends
+    the task at once (timed out, or skipped with ``soft_fail``) instead of paying for one more
+    check that could only find it exhausted.
 
     .. seealso::
         :class:`~airflow_provider_quota.hooks.sonarly.SonarlyHook`
@@ -142,18 +145,35 @@ class SonarlyQuotaSensor(BaseSensorOperator):
         reset_at = self._last_quota.reset_at if self._last_quota else None
         delay = seconds_until_next_check(reset_at, now=timezone.utcnow(), fallback=fallback, jitter=self.jitter)
         if reset_at is not None and delay > fallback:
-            # Never sleep far past the sensor's timeout: wake up in time to time out.
-            delay = min(delay, max(self.timeout - run_duration(), 1.0))
+            left = self.timeout - run_duration()
+            if delay > left:
+                # The quota resets after the timeout: another check could only find it exhausted
+                # (a paid request), so time out now, as the base class would at the deadline.
+                self._fail_or_skip(
+                    AirflowSensorTimeout(
+                        f"Sensor timed out: the prospecting quota resets at {reset_at.isoformat()}, "
+                        f"after the sensor's timeout of {self.timeout} s ({max(left, 0):.0f} s left)"
+                    )
+                )
             self.log.info("Next quota check in %.1f s, just after the reset", delay)
         return delay
+
+    def _fail_or_skip(self, exc: AirflowException) -> NoReturn:
+        """Raise ``exc``, or skip the task instead when ``soft_fail`` or ``never_fail`` is set."""
+        if self.soft_fail or getattr(self, "never_fail", False):
+            raise AirflowSkipException(f"Skipping ({'soft_fail' if self.soft_fail else 'never_fail'}): {exc}") from exc
+        raise exc
 
     def execute(self, context: Context) -> Any:  # noqa: RET503 (self.defer raises)
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
 
-        required = self._required_remaining()
-        quota = self._check_quota()
+        try:
+            required = self._required_remaining()
+            quota = self._check_quota()
+        except AirflowFailException as exc:  # as BaseSensorOperator.execute treats a failed poke
+            self._fail_or_skip(exc)
         if self._usable(quota, required):
             return quota.model_dump(mode="json")
         self.defer(

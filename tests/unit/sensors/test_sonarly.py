@@ -99,6 +99,7 @@ def test_min_remaining_is_required(sonarly_conn, sandbox, clock):
 
 def test_exhausted_true_always_waits_even_with_remaining(sonarly_conn, sandbox, clock):
     # The API's own example: remaining 25 and exhausted true.
+    sandbox.set_quota("ag_sandbox", used=0, reset_in_seconds=3600)
     sandbox.add_fault("patch", endpoint="sonarly_quota", patch={"remaining": 25, "exhausted": True})
     result = make_sensor().execute({})
     assert result["exhausted"] is False
@@ -176,13 +177,24 @@ def test_deferral_timeout_fails_or_skips_like_any_sensor(sonarly_conn):
         make_sensor(deferrable=True, soft_fail=True).resume_execution("__fail__", timeout, {})
 
 
-def test_poke_mode_times_out_on_time_even_when_the_reset_is_later(sonarly_conn, sandbox, clock):
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_a_reset_after_the_timeout_times_out_at_once_without_another_request(sonarly_conn, sandbox, clock, mode):
     sandbox.set_quota("ag_sandbox", used=25, reset_in_seconds=6 * 3600)
+    context = {"ti": FakeTaskInstance()}
+    with pytest.raises(AirflowSensorTimeout, match=r"resets at .*after the sensor's timeout of 600"):
+        make_sensor(mode=mode, timeout=600).execute(context)
+    assert clock.slept == []  # no wait for a check that could only find the quota exhausted
+    assert sandbox.requests_to("sonarly_quota") == 1
+    with pytest.raises(AirflowSkipException, match="soft_fail"):
+        make_sensor(mode=mode, timeout=600, soft_fail=True).execute(context)
+    assert sandbox.requests_to("sonarly_quota") == 2
+
+
+def test_poke_mode_times_out_on_time_when_the_reset_time_is_unknown(sonarly_conn, sandbox, clock):
+    sandbox.add_fault("patch", endpoint="sonarly_quota", count=None, patch={"resetAt": None, "exhausted": True})
     with pytest.raises(AirflowSensorTimeout):
-        make_sensor(timeout=600).execute({})
-    assert clock.slept and clock.slept[0] <= 600  # woke up to time out, not at the reset
-    with pytest.raises(AirflowSkipException):
-        make_sensor(timeout=600, soft_fail=True).execute({})
+        make_sensor(timeout=600, poke_interval=120).execute({})
+    assert sum(clock.slept) >= 600 and all(seconds <= 120 for seconds in clock.slept)
 
 
 def test_reschedule_mode_times_out(sonarly_conn, sandbox, clock):
@@ -193,6 +205,23 @@ def test_reschedule_mode_times_out(sonarly_conn, sandbox, clock):
         make_sensor(mode="reschedule", timeout=3600).execute({"ti": ti})
     with pytest.raises(AirflowSkipException):
         make_sensor(mode="reschedule", timeout=3600, soft_fail=True).execute({"ti": ti})
+
+
+@pytest.mark.parametrize("setting", ["soft_fail", "never_fail"])
+def test_deferrable_first_check_skips_on_a_bad_key_like_poke_mode(monkeypatch, sandbox_server, sandbox, setting):
+    set_connection(
+        monkeypatch,
+        "sonarly_default",
+        conn_type="sonarly",
+        host=sandbox_server.url,
+        password="sk_live_revoked",
+        extra={"account_group_id": "ag_sandbox"},
+    )
+    for deferrable in (False, True):
+        with pytest.raises(AirflowSkipException, match=setting):
+            make_sensor(deferrable=deferrable, **{setting: True}).execute({"ti": FakeTaskInstance()})
+    with pytest.raises(AirflowFailException, match="HTTP 401"):
+        make_sensor(deferrable=True).execute({})
 
 
 @pytest.mark.parametrize(("mode", "deferrable"), [("poke", False), ("reschedule", False), ("poke", True)])
