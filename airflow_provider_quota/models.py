@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     TypeAdapter,
     ValidationError,
+    field_serializer,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -239,15 +240,25 @@ class _ApiQuotaUsageData(_Payload):
         return value
 
 
+def plain_decimal(value: Decimal) -> str:
+    """``value`` as exact text in plain notation: ``1.5E+3`` is ``"1500"``, ``1E-18`` is ``"0.000000000000000001"``."""
+    return format(value, "f")
+
+
 class ApiQuotaUsage(BaseModel):
     """
     An employer's Sponsored Jobs API usage, quota and spend for one month.
 
     ``spend_amount`` is an exact :class:`~decimal.Decimal`; ``model_dump(mode="json")``
-    writes it as a decimal string (never a float) and is the XCom form.
+    writes it as a decimal string in plain notation (``"1500"`` for an API's ``1.5E3``,
+    never a float) and is the XCom form.
     """
 
     model_config = ConfigDict(frozen=True)
+
+    @field_serializer("spend_amount", when_used="json")
+    def _spend_in_plain_notation(self, spend: Decimal) -> str:
+        return plain_decimal(spend)
 
     employer_id: str | None
     month: str

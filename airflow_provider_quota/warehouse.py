@@ -39,7 +39,8 @@ PRIMARY_KEY = ("employer_id", "month")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-# Column types per SQLAlchemy dialect name; "default" serves Snowflake and the rest.
+# Column types per SQLAlchemy dialect name; "default" serves Snowflake (the dialects of
+# CREATE_TABLE_DIALECTS without types of their own).
 _TYPES: dict[str, dict[str, str]] = {
     "sqlite": {"text": "TEXT", "month": "TEXT", "date": "TEXT", "count": "INTEGER", "money": "TEXT", "ts": "TEXT"},
     "postgresql": {
@@ -83,6 +84,11 @@ _MONEY_DIGITS: dict[str, tuple[int, int] | None] = {
 #: Elsewhere (Snowflake, MSSQL, Oracle...) common.sql would send MySQL's ``REPLACE INTO``, so the
 #: rows are written with a portable DELETE + INSERT in one DB-API transaction instead.
 NATIVE_UPSERT_DIALECTS = frozenset({"sqlite", "postgresql", "mysql"})
+
+#: Dialects whose CREATE TABLE the package writes and checks. Elsewhere (MSSQL has no
+#: ``IF NOT EXISTS`` and reads TIMESTAMP as rowversion, Oracle has no BIGINT...) the table must
+#: exist already: ``create_table=True`` is refused before any API request.
+CREATE_TABLE_DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "snowflake"})
 
 #: Warehouses whose common.sql hook cannot write these rows atomically, and what to do instead.
 UNSUPPORTED_DIALECTS = {
@@ -128,12 +134,15 @@ def warehouse_table_asset(sql_conn_id: str, table: str) -> Asset:
     return Asset(name=uri, uri=uri, group="indeed-quota-usage")
 
 
-def get_db_hook(sql_conn_id: str) -> DbApiHook:
+def get_db_hook(sql_conn_id: str, *, create_table: bool = False) -> DbApiHook:
     """
     Resolve a common.sql hook from a connection id, checking that the rows can be written through it.
 
-    :raise ConnectionConfigError: when the connection's hook is not a DbApiHook, or is one this
-        module cannot write to atomically (BigQuery).
+    :param sql_conn_id: the connection id.
+    :param create_table: whether the table will be created when missing (checked against
+        :data:`CREATE_TABLE_DIALECTS`).
+    :raise ConnectionConfigError: when the connection's hook is not a DbApiHook, is one this
+        module cannot write to atomically (BigQuery), or cannot create the table for.
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk import BaseHook
@@ -147,6 +156,13 @@ def get_db_hook(sql_conn_id: str) -> DbApiHook:
     if hook.dialect_name in UNSUPPORTED_DIALECTS:
         raise ConnectionConfigError(
             f"Connection {sql_conn_id!r} is a {hook.dialect_name} warehouse: {UNSUPPORTED_DIALECTS[hook.dialect_name]}"
+        )
+    if create_table and hook.dialect_name not in CREATE_TABLE_DIALECTS:
+        raise ConnectionConfigError(
+            f"Connection {sql_conn_id!r} is a {hook.dialect_name} warehouse, for which this provider has no "
+            f"tested CREATE TABLE (it has for {', '.join(sorted(CREATE_TABLE_DIALECTS))}): create the table "
+            f"yourself with the columns {', '.join(COLUMNS)} and primary key ({', '.join(PRIMARY_KEY)}), "
+            "then set create_table=False"
         )
     return hook
 
@@ -240,6 +256,8 @@ def write_usage(
             # any other error comes back the same way.
             hook.run(create_table_sql(table, dialect))
     rows = usage_rows(records, extracted_at)
+    if dialect == "sqlite":  # a TEXT column: the exact digits, in plain notation
+        rows = [tuple(_portable_cell(cell) if isinstance(cell, Decimal) else cell for cell in row) for row in rows]
     if dialect in NATIVE_UPSERT_DIALECTS:
         hook.insert_rows(
             table,
@@ -257,7 +275,9 @@ def write_usage(
 def _portable_cell(value: Any) -> Any:
     # Exact text for money, ISO text for dates: every driver binds it and every database casts it.
     if isinstance(value, Decimal):
-        return str(value)
+        from airflow_provider_quota.models import plain_decimal
+
+        return plain_decimal(value)
     if isinstance(value, date):  # datetime included
         return value.isoformat()
     return value

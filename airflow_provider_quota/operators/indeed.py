@@ -45,8 +45,8 @@ def month_for_run(context: Context) -> date:
     start = context.get("data_interval_start")
     end = context.get("data_interval_end")
     if start is not None and end is not None and end > start:
-        start = local(start)
-        return date(start.year, start.month, 1)
+        first = local(start)
+        return date(first.year, first.month, 1)
     moment = local(
         context.get("logical_date") or start or getattr(context.get("dag_run"), "run_after", None) or timezone.utcnow()
     )
@@ -148,7 +148,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
             if self.sql_conn_id:
                 validate_table_name(self.table)
             # A missing or wrong warehouse connection fails here, before any (possibly paid) API call.
-            db_hook = get_db_hook(self.sql_conn_id) if self.sql_conn_id else None
+            db_hook = get_db_hook(self.sql_conn_id, create_table=self.create_table) if self.sql_conn_id else None
             records = [self.hook.get_api_quota_usage(month) for month in months]
             self._lineage_reads = [(self.hook.base_url, record.employer_id or "", record.month) for record in records]
             if db_hook is not None:

@@ -224,3 +224,19 @@ def test_spend_with_many_decimals_is_kept_exact_in_xcom_and_in_the_warehouse(
     assert Decimal(record["spend_amount"]).as_tuple() == Decimal(spend).as_tuple()  # same digits, same exponent
     [stored] = stored_spend(conn_id, table)
     assert stored == Decimal(spend)
+
+
+@pytest.mark.parametrize(("sent", "plain"), [("1.5E3", "1500"), ("1E-18", "0.000000000000000001"), ("2.50E+1", "25.0")])
+def test_spend_in_exponent_notation_reaches_xcom_and_the_warehouse_in_plain_notation(
+    indeed_conn, sandbox, warehouse, figures, sent, plain
+):
+    """An analyst's cast of "1.5E+3" to a number fails in many tools: the value is written out in full."""
+    conn_id, table = warehouse
+    sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": Decimal(sent)})
+    operator = IndeedQuotaUsageOperator(task_id="extract", month="022025", sql_conn_id=conn_id, table=table)
+    record = figures.task(lambda: operator.execute({}))
+    assert record["spend_amount"] == plain
+    [stored] = stored_spend(conn_id, table)
+    assert stored == Decimal(plain)
+    if get_db_hook(conn_id).dialect_name == "sqlite":  # a TEXT column: the text itself
+        assert get_db_hook(conn_id).get_records(f"SELECT spend_amount FROM {table}") == [(plain,)]

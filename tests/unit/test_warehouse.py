@@ -131,3 +131,22 @@ def test_bigquery_connection_fails_the_task_before_any_api_request(indeed_conn, 
     with pytest.raises(AirflowFailException, match="bigquery warehouse"):
         IndeedQuotaUsageOperator(task_id="extract", month="122024", sql_conn_id=sqlite_conn).execute({})
     assert sandbox.stats()["total_requests"] == 0
+
+
+@pytest.mark.parametrize("dialect", ["mssql", "oracle"])
+def test_a_warehouse_without_tested_ddl_must_have_its_table_already(
+    indeed_conn, sqlite_conn, sandbox, monkeypatch, dialect
+):
+    """create_table=True is refused before any API request; with create_table=False the write goes on."""
+    from airflow.providers.sqlite.hooks.sqlite import SqliteHook
+
+    monkeypatch.setattr(SqliteHook, "dialect_name", dialect)  # stands in for a server we do not run
+    with pytest.raises(
+        AirflowFailException, match=rf"{dialect} warehouse, for which this provider has no tested CREATE"
+    ):
+        IndeedQuotaUsageOperator(task_id="extract", month="122024", sql_conn_id=sqlite_conn).execute({})
+    assert sandbox.stats()["total_requests"] == 0
+    hook = warehouse.get_db_hook(sqlite_conn)
+    hook.run(warehouse.create_table_sql("indeed_api_quota_usage", "sqlite"))  # the DBA's table
+    IndeedQuotaUsageOperator(task_id="extract", month="122024", sql_conn_id=sqlite_conn, create_table=False).execute({})
+    assert len(hook.get_records("SELECT * FROM indeed_api_quota_usage")) == 1  # through the portable DELETE + INSERT

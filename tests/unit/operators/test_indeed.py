@@ -9,6 +9,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import pendulum
 import pytest
 import time_machine
 from airflow.sdk.exceptions import AirflowFailException
@@ -51,6 +52,61 @@ def run_context(start: datetime | None, end: datetime | None, logical: datetime 
 )
 def test_month_for_run(context, expected):
     assert month_for_run(context) == expected
+
+
+PARIS = pendulum.timezone("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        # interval timetable at midnight in Paris: the interval starts 2025-01-31 23:00 UTC
+        (run_context(utc(2025, 1, 31, 23), utc(2025, 2, 28, 23), utc(2025, 1, 31, 23)), date(2025, 2, 1)),
+        # trigger timetable: the run of 2025-03-01 00:00 in Paris is 2025-02-28 23:00 UTC
+        (run_context(utc(2025, 2, 28, 23), utc(2025, 2, 28, 23), utc(2025, 2, 28, 23)), date(2025, 2, 1)),
+        # manual run a minute after midnight in Paris on 1 December
+        (run_context(None, None, utc(2024, 11, 30, 23, 1)), date(2024, 11, 1)),
+    ],
+)
+def test_month_for_run_reads_utc_dates_in_the_dag_time_zone(context, expected):
+    context["dag"] = SimpleNamespace(timezone=PARIS)
+    assert month_for_run(context) == expected
+
+
+PARIS_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+
+PARIS = pendulum.timezone("Europe/Paris")
+with DAG(
+    "paris_monthly_spend",
+    schedule=CronTriggerTimetable("0 0 1 * *", timezone=PARIS),
+    start_date=pendulum.datetime(2025, 1, 1, tz=PARIS),
+    catchup=False,
+):
+    IndeedQuotaUsageOperator(task_id="extract", employer_id="emp-acme")
+"""
+
+
+@pytest.mark.dag_test
+def test_a_paris_monthly_dag_extracts_the_month_it_is_for(airflow_db, indeed_conn, sandbox, tmp_path, monkeypatch):
+    """A real dag.test() run: the task SDK hands the operator UTC dates, the month is read in Paris."""
+    from airflow import settings
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.conftest import read_xcom
+
+    (tmp_path / "paris_monthly_spend.py").write_text(PARIS_DAG)
+    # dag.test() syncs the "dags-folder" bundle, whose path is settings.DAGS_FOLDER.
+    monkeypatch.setattr(settings, "DAGS_FOLDER", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path))
+    dag = DagBag(dag_folder=str(tmp_path)).dags["paris_monthly_spend"]
+    dag_run = dag.test(logical_date=pendulum.datetime(2025, 3, 1, tz=PARIS))
+    assert dag_run.state == "success"
+    assert read_xcom(dag_run, "extract")["month"] == "022025"
 
 
 def test_manual_run_without_logical_date_uses_run_after():
