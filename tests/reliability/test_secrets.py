@@ -55,6 +55,18 @@ def indeed_at(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> str:
     )
 
 
+def reset_trigger() -> SonarlyQuotaResetTrigger:
+    """The trigger of a gate on ag_sandbox whose quota resets five minutes after START."""
+    return SonarlyQuotaResetTrigger(
+        sonarly_conn_id="sonarly_default",
+        account_group_id="ag_sandbox",
+        list_type=None,
+        min_remaining=1,
+        reset_at=START + timedelta(minutes=5),
+        poke_interval=60.0,
+    )
+
+
 def gate(**kwargs: Any) -> SonarlyQuotaSensor:
     return SonarlyQuotaSensor(task_id="gate", poke_interval=60, timeout=3600, **kwargs)
 
@@ -92,14 +104,7 @@ def test_self_signed_certificate_fails_the_extraction_at_once(monkeypatch, https
 
 def test_self_signed_certificate_ends_the_trigger_at_once(monkeypatch, https_server, clock, recorded_sleeps, figures):
     sonarly_at(monkeypatch, https_server.url)
-    trigger = SonarlyQuotaResetTrigger(
-        sonarly_conn_id="sonarly_default",
-        account_group_id="ag_sandbox",
-        list_type=None,
-        min_remaining=1,
-        reset_at=START + timedelta(minutes=5),
-        poke_interval=60.0,
-    )
+    trigger = reset_trigger()
     event = figures.event(first_event(trigger), status="error", match=r"TLS_VERIFICATION_FAILED")
     assert event["fail_fast"] is True and event["checks"] == 1
     assert (https_server.handshakes, https_server.requests) == (1, 0)
@@ -112,14 +117,7 @@ def test_the_same_server_trusted_explicitly_answers(monkeypatch, https_server, c
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(https_server.cert_path))  # requests
     monkeypatch.setenv("SSL_CERT_FILE", str(https_server.cert_path))  # httpx
     assert figures.task(lambda: gate(mode="poke").execute({}))["remaining"] == 22
-    trigger = SonarlyQuotaResetTrigger(
-        sonarly_conn_id="sonarly_default",
-        account_group_id="ag_sandbox",
-        list_type=None,
-        min_remaining=1,
-        reset_at=START + timedelta(minutes=5),
-        poke_interval=60.0,
-    )
+    trigger = reset_trigger()
     figures.event(first_event(trigger), status="success")
     assert https_server.requests == 2
 
@@ -254,14 +252,7 @@ def test_a_credential_with_whitespace_is_refused_before_any_request_without_echo
         expect=Exception,
         match=refused,
     )
-    trigger = SonarlyQuotaResetTrigger(
-        sonarly_conn_id="sonarly_default",
-        account_group_id="ag_sandbox",
-        list_type=None,
-        min_remaining=1,
-        reset_at=START + timedelta(minutes=5),
-        poke_interval=60.0,
-    )
+    trigger = reset_trigger()
     figures.event(first_event(trigger), status="error", match=refused)
     assert sum(sandbox.stats()["requests"].values()) == 0
 

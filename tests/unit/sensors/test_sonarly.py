@@ -207,9 +207,10 @@ def test_reschedule_mode_times_out(sonarly_conn, sandbox, clock):
         make_sensor(mode="reschedule", timeout=3600, soft_fail=True).execute({"ti": ti})
 
 
-@pytest.mark.parametrize("setting", ["soft_fail", "never_fail"])
-def test_deferrable_first_check_skips_on_a_bad_key_like_poke_mode(monkeypatch, sandbox_server, sandbox, setting):
-    set_connection(
+@pytest.fixture
+def revoked_key(monkeypatch, sandbox_server) -> str:
+    """``sonarly_default`` on the sandbox with a key the sandbox answers 401 to."""
+    return set_connection(
         monkeypatch,
         "sonarly_default",
         conn_type="sonarly",
@@ -217,6 +218,10 @@ def test_deferrable_first_check_skips_on_a_bad_key_like_poke_mode(monkeypatch, s
         password="sk_live_revoked",
         extra={"account_group_id": "ag_sandbox"},
     )
+
+
+@pytest.mark.parametrize("setting", ["soft_fail", "never_fail"])
+def test_deferrable_first_check_skips_on_a_bad_key_like_poke_mode(revoked_key, sandbox, setting):
     for deferrable in (False, True):
         with pytest.raises(AirflowSkipException, match=setting):
             make_sensor(deferrable=deferrable, **{setting: True}).execute({"ti": FakeTaskInstance()})
@@ -225,15 +230,7 @@ def test_deferrable_first_check_skips_on_a_bad_key_like_poke_mode(monkeypatch, s
 
 
 @pytest.mark.parametrize(("mode", "deferrable"), [("poke", False), ("reschedule", False), ("poke", True)])
-def test_bad_key_fails_at_once_without_waiting(monkeypatch, sandbox_server, sandbox, mode, deferrable):
-    set_connection(
-        monkeypatch,
-        "sonarly_default",
-        conn_type="sonarly",
-        host=sandbox_server.url,
-        password="sk_live_revoked",
-        extra={"account_group_id": "ag_sandbox"},
-    )
+def test_bad_key_fails_at_once_without_waiting(revoked_key, sandbox, mode, deferrable):
     with pytest.raises(AirflowFailException, match=r"HTTP 401 UNAUTHORIZED: Invalid or missing API key \(traceId "):
         make_sensor(mode=mode, deferrable=deferrable).execute({"ti": FakeTaskInstance()})
     assert sandbox.requests_to("sonarly_quota") == 1
