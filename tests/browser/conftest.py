@@ -10,7 +10,7 @@ Without it the tests skip with the reason (a failure under ``CI=true``, see test
 ``QUOTA_UI_CHECK_AIRFLOW_URL=http://127.0.0.1:PORT`` reuses an API server started the same way
 (connection testing enabled, everyone admin) instead of starting one: for working on the tests.
 
-Screenshots go to ``.ui-check/``. With ``QUOTA_UI_CHECK_UPDATE_DOCS=1`` the success screenshots are
+Screenshots go to ``.ui-check/``. With ``QUOTA_UI_CHECK_UPDATE_DOCS=1`` the form and success screenshots are
 also copied to ``docs/img/`` (off by default, so a run does not rewrite tracked files).
 """
 

@@ -179,7 +179,7 @@ def test_form_shows_the_relabelled_fields_placeholders_and_extras(page: Any, air
     for label, placeholder in spec.placeholders.items():
         expect(form_field(standard, label).locator("input")).to_have_attribute("placeholder", placeholder)
     expect(form_field(standard, spec.secret_label).locator("input")).to_have_attribute("type", "password")
-    save_screenshot(page, f"{spec.conn_type}-form-standard-fields")
+    save_screenshot(page, f"{spec.conn_type}-form-standard-fields", docs=True)
 
     extras = open_section(dialog, "Extra Fields")
     expect_field_labels(extras, list(spec.extras))
@@ -193,7 +193,7 @@ def test_form_shows_the_relabelled_fields_placeholders_and_extras(page: Any, air
             expect(extra.locator('input[type="checkbox"]')).not_to_be_checked()
         else:
             expect(extra.locator("input")).to_have_value(default or "")
-    save_screenshot(page, f"{spec.conn_type}-form-extra-fields")
+    save_screenshot(page, f"{spec.conn_type}-form-extra-fields", docs=True)
 
 
 @pytest.mark.parametrize("spec", SPECS)
