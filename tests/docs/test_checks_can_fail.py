@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,18 +45,41 @@ def _block(lang: str, check: str, code: str) -> Block:
 
 
 @pytest.mark.parametrize(
-    ("check", "lang", "code"),
+    ("check", "lang", "code", "reason"),
     [
-        pytest.param("shell", "bash", "rm -rf /tmp/nothing-here\n", id="unknown-command"),
-        pytest.param("shell", "bash", "make no-such-target\n", id="make-target-missing"),
-        pytest.param("shell", "bash", "pip install apache-airflow-providers-quota\n", id="wrong-package"),
-        pytest.param("shell", "bash", "export AIRFLOW__CORE__NO_SUCH_SETTING=1\n", id="unknown-setting"),
-        pytest.param("shell", "bash", "export QUOTA_KEY=x\n", id="unknown-variable"),
+        pytest.param(
+            "shell", "bash", "rm -rf /tmp/nothing-here\n", "no check knows the command 'rm -rf", id="unknown-command"
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "make no-such-target\n",
+            "No rule to make target 'no-such-target'",
+            id="make-target-missing",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "pip install apache-airflow-providers-quota\n",
+            "installs \\['apache-airflow-providers-quota'\\], the package is airflow-provider-quota",
+            id="wrong-package",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "export AIRFLOW__CORE__NO_SUCH_SETTING=1\n",
+            "Airflow has no setting \\[core\\] no_such_setting",
+            id="unknown-setting",
+        ),
+        pytest.param(
+            "shell", "bash", "export QUOTA_KEY=x\n", "no check knows the variable QUOTA_KEY", id="unknown-variable"
+        ),
         pytest.param(
             "shell",
             "bash",
             'export AIRFLOW_CONN_SONARLY_DEFAULT=\'{"conn_type": "sonarly", "host": "http://api.example.com", '
             '"password": "sk_live_x"}\'\n',
+            "plain http:// to a host that is not loopback",
             id="plain-http-to-a-remote-host",
         ),
         pytest.param(
@@ -63,21 +87,28 @@ def _block(lang: str, check: str, code: str) -> Block:
             "bash",
             'export AIRFLOW_CONN_INDEED_DEFAULT=\'{"conn_type": "indeed", "host": "http://127.0.0.1:8765", '
             '"login": "sandbox-client-id", "password": "wrong-secret", "extra": {"employer_id": "emp-acme"}}\'\n',
+            "HTTP 401 invalid_client",
             id="sandbox-connection-with-a-wrong-secret",
         ),
         pytest.param(
-            "shell", "bash", 'export AIRFLOW_CONN_SONARLY_DEFAULT=\'{"conn_type": "sonarly",\'\n', id="bad-json"
+            "shell",
+            "bash",
+            'export AIRFLOW_CONN_SONARLY_DEFAULT=\'{"conn_type": "sonarly",\'\n',
+            "Expecting property name",
+            id="bad-json",
         ),
         pytest.param(
             "shell",
             "bash",
             "curl -X PUT http://127.0.0.1:8765/_sandbox/quota/ag_sandbox -d '{\"used_up\": true}'\n",
+            "400 .*unexpected keyword argument 'used_up'",
             id="curl-rejected-by-the-sandbox",
         ),
         pytest.param(
             "shell",
             "bash",
             "airflow backfill create --dag-id indeed_monthly_spend --from-date 2024-11-01 --to-date 2025-01-01\n",
+            "date\\(2024, 11, 1\\) >= datetime.date\\(2024, 12, 1\\)",
             id="backfill-from-a-month-the-api-does-not-serve",
         ),
         pytest.param(
@@ -87,6 +118,7 @@ def _block(lang: str, check: str, code: str) -> Block:
             "month_start DATE NOT NULL, api_quota BIGINT NOT NULL, requests_count BIGINT NOT NULL, "
             "spend_amount NUMERIC NOT NULL, currency_code VARCHAR(256) NOT NULL, extracted_at TIMESTAMP NOT NULL, "
             "PRIMARY KEY (employer_id, month))\n",
+            "the operator runs on snowflake",
             id="ddl-not-what-the-operator-runs",
         ),
         pytest.param(
@@ -95,13 +127,16 @@ def _block(lang: str, check: str, code: str) -> Block:
             '{"employer_id": "emp-acme", "month": "122024", "month_start": "2024-12-01", "api_quota": 3000, '
             '"requests_count": 1428, "spend_amount": "9963.30", "currency_code": "USD", '
             '"api_usage": [{"requestsCount": 1428}], "extracted_at": "2026-11-22T15:38:54+00:00"}\n',
+            "'9963.29'\\} != \\{'spend_amount': '9963.30'",
             id="xcom-record-off-by-a-cent",
         ),
     ],
 )
-def test_a_wrong_block_fails_its_check(check, lang, code, request):
-    with pytest.raises(FAILURES):
+def test_a_wrong_block_fails_its_check(check, lang, code, reason, request):
+    """Each wrong block fails for its own reason, not because the check crashed on something else."""
+    with pytest.raises(FAILURES) as failure:
         CHECKS[check].run(_block(lang, check, code), DocEnv(request))
+    assert re.search(reason, str(failure.value)), f"failed for another reason: {failure.value}"
 
 
 def test_the_right_xcom_record_passes(request):

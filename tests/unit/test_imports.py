@@ -16,6 +16,7 @@ Two checks, because they catch different things:
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -318,3 +319,45 @@ def test_the_scan_accepts_airflow3_paths(tmp_path, statement):
     module = tmp_path / "module.py"
     module.write_text(statement + "\n")
     assert scan_file(module) == []
+
+
+PARSE_IMPORTS = """
+import json
+import sys
+
+import airflow.sdk
+
+before = set(sys.modules)
+import airflow_provider_quota.operators.indeed
+import airflow_provider_quota.sensors.sonarly
+
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+#: What a DAG file's parse must not pay for: our payload models, the HTTP clients, the SQL hooks,
+#: the sandbox, the triggers and the lineage helpers load when a task runs, not when a DAG is parsed.
+HEAVY_AT_PARSE = (
+    "airflow_provider_quota.models",
+    "airflow_provider_quota.sandbox",
+    "airflow_provider_quota.hooks.sonarly",
+    "airflow_provider_quota.hooks.indeed",
+    "airflow_provider_quota.triggers",
+    "airflow_provider_quota.warehouse",
+    "airflow_provider_quota.lineage",
+    "requests",
+    "urllib3",
+    "airflow.providers.common.sql",
+    "airflow.providers.sqlite",
+    "airflow.providers.openlineage",
+    "uvicorn",
+    "fastapi",
+)
+
+
+def test_parsing_a_dag_imports_nothing_heavy_beyond_the_task_sdk():
+    """The structural side of the DAG-parse benchmark (docs/performance.md): fails when a heavy import creeps in."""
+    result = subprocess.run([sys.executable, "-c", PARSE_IMPORTS], capture_output=True, text=True, check=True)
+    added = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_quota.sensors.sonarly" in added  # the probe does see what the imports add
+    heavy = [name for name in added if any(name == h or name.startswith(f"{h}.") for h in HEAVY_AT_PARSE)]
+    assert heavy == [], f"DAG parsing now imports {heavy}: move them into the methods that use them"
