@@ -314,18 +314,10 @@ MY_NODEIDS: set[str] = set()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scan_last: runs after every other reliability test (the secrets scan)")
     config.addinivalue_line("markers", "load: a load scenario; QUOTA_RELIABILITY_FULL=1 runs its full size")
-    config.addinivalue_line(
-        "markers", "full_only: slow; runs with QUOTA_RELIABILITY_FULL=1 (make reliability), deselected otherwise"
-    )
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     MY_NODEIDS.update(item.nodeid for item in items if _is_mine(item.path))
-    if not FULL:  # deselected, not skipped: under CI=true a skip fails the run
-        slow = [item for item in items if _is_mine(item.path) and item.get_closest_marker("full_only")]
-        if slow:
-            config.hook.pytest_deselected(items=slow)
-            items[:] = [item for item in items if item not in slow]
     last = [item for item in items if _is_mine(item.path) and item.get_closest_marker("scan_last")]
     if last:
         items[:] = [item for item in items if item not in last] + last

@@ -293,7 +293,6 @@ def test_test_connection_messages_hold_no_secret(sonarly_conn, indeed_conn, sand
         figures.evidence("exception", repr(hook))
 
 
-@pytest.mark.full_only
 @pytest.mark.dag_test
 def test_example_dag_under_faults_through_airflows_task_runner(
     airflow_db, indeed_conn, sandbox, monkeypatch, tmp_path, recorded_sleeps, figures
