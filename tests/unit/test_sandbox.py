@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 import requests
 
@@ -49,13 +51,17 @@ def test_probabilistic_faults_are_seeded(sandbox_server, sandbox):
 
 
 def test_quota_window_resets(sandbox_server, sandbox):
-    sandbox.set_quota("ag_sandbox", used=25, reset_in_seconds=0.2)
-    url = f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota"
-    assert requests.get(url, headers=AUTH, timeout=5).json()["data"]["exhausted"] is True
-    import time
+    import time_machine
 
-    time.sleep(0.3)
-    data = requests.get(url, headers=AUTH, timeout=5).json()["data"]
+    url = f"{sandbox_server.url}/v1/accounts/ag_sandbox/prospecting/quota"
+    with time_machine.travel(datetime(2026, 11, 22, 12, tzinfo=timezone.utc), tick=True) as traveller:
+        sandbox.set_quota("ag_sandbox", used=25, reset_in_seconds=3600)
+        data = requests.get(url, headers=AUTH, timeout=5).json()["data"]
+        assert data["exhausted"] is True and data["resetAt"].startswith("2026-11-22T13:00")
+        traveller.shift(3599)
+        assert requests.get(url, headers=AUTH, timeout=5).json()["data"]["exhausted"] is True
+        traveller.shift(2)
+        data = requests.get(url, headers=AUTH, timeout=5).json()["data"]
     assert data["exhausted"] is False and data["remaining"] == 25
 
 
