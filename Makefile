@@ -58,7 +58,7 @@ test-mysql: install  ## the warehouse tests on a MySQL/MariaDB server (QUOTA_TES
 	$(RUN) pytest -m mysql $(PYTEST_ARGS)
 
 bench: install  ## benchmarks against HttpSensor/HttpHook; prints one table (docs/performance.md)
-	$(RUN) python benchmarks/run.py
+	$(RUN) python benchmarks/run.py $(BENCH_ARGS)
 
 reliability: install  ## the fault-injection suite with its figures table (docs/reliability.md)
 	$(RUN) python -m tests.reliability.report
