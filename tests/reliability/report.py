@@ -116,8 +116,7 @@ def render(data: dict[str, Any], info: dict[str, str], *, command: str, wall_sec
         "| rows checked | rows lost | rows duplicated |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    shown = [name for name in order if any(sections[name][key] for key in ("faults", "requests", "tasks"))]
-    for name in [*shown, "total"]:
+    for name in [*order, "total"]:  # every section, so the total adds up
         row = total if name == "total" else sections[name]
         label = f"**{name}**" if name == "total" else name
         lines.append(
