@@ -15,7 +15,7 @@ FLOOR_AIRFLOW := 3.2.0
 FLOOR_DATE := 2026-04-08T00:00:00Z
 HOST_PYTHON = "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-.PHONY: install demo test lint typecheck pytest test-floor test-mysql bench reliability ui-check sandbox clean
+.PHONY: install demo test lint typecheck pytest test-floor test-py310 test-mysql bench reliability ui-check sandbox clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -51,6 +51,17 @@ test: lint typecheck pytest  ## ruff, mypy and pytest
 test-floor: .venv-floor/.synced  ## the test suite against the lowest supported Airflow
 	.venv-floor/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
 
+# The oldest Python the package declares (requires-python >= 3.10), from uv.lock as it resolves
+# there; uv never downloads it: point PYTHON310 at an interpreter (pyenv's, a distribution's...).
+PYTHON310 ?= python3.10
+
+.venv-py310/.synced: $(UV) pyproject.toml uv.lock
+	UV_PROJECT_ENVIRONMENT=.venv-py310 $(UV) sync --frozen --python $(PYTHON310)
+	touch $@
+
+test-py310: .venv-py310/.synced  ## the test suite on Python 3.10 (PYTHON310=/path/to/python3.10)
+	.venv-py310/bin/python -m pytest --ignore=tests/browser $(PYTEST_ARGS)
+
 # mysqlclient compiles against the MariaDB/MySQL client headers (Debian: libmariadb-dev), so the
 # mysql group stays out of `make install`; this adds it to .venv and runs the tests marked mysql.
 test-mysql: install  ## the warehouse tests on a MySQL/MariaDB server (QUOTA_TEST_MYSQL)
@@ -70,4 +81,4 @@ sandbox: install  ## serve the sandbox on http://127.0.0.1:8765 in the foregroun
 	$(RUN) python -m airflow_provider_quota.sandbox --port 8765
 
 clean:
-	rm -rf .venv .venv-floor $(TOOLS) .demo .bench .reliability .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv .venv-floor .venv-py310 $(TOOLS) .demo .bench .reliability .mypy_cache .ruff_cache .pytest_cache
