@@ -41,34 +41,21 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 # Column types per SQLAlchemy dialect name; "default" serves Snowflake (the dialects of
 # CREATE_TABLE_DIALECTS without types of their own).
+_STANDARD_TYPES = {
+    "text": "VARCHAR(256)",
+    "month": "CHAR(6)",
+    "date": "DATE",
+    "count": "BIGINT",
+    "money": "DECIMAL(38, 10)",
+    "ts": "TIMESTAMP",
+}
 _TYPES: dict[str, dict[str, str]] = {
     "sqlite": {"text": "TEXT", "month": "TEXT", "date": "TEXT", "count": "INTEGER", "money": "TEXT", "ts": "TEXT"},
-    "postgresql": {
-        "text": "VARCHAR(256)",
-        "month": "CHAR(6)",
-        "date": "DATE",
-        "count": "BIGINT",
-        "money": "NUMERIC",
-        "ts": "TIMESTAMP WITH TIME ZONE",
-    },
-    # DATETIME keeps the UTC wall time as written; TIMESTAMP would shift it by the session's time
-    # zone and ends in 2038.
-    "mysql": {
-        "text": "VARCHAR(256)",
-        "month": "CHAR(6)",
-        "date": "DATE",
-        "count": "BIGINT",
-        "money": "DECIMAL(65, 30)",  # MySQL's widest
-        "ts": "DATETIME(6)",
-    },
-    "default": {
-        "text": "VARCHAR(256)",
-        "month": "CHAR(6)",
-        "date": "DATE",
-        "count": "BIGINT",
-        "money": "DECIMAL(38, 10)",
-        "ts": "TIMESTAMP",
-    },
+    "postgresql": {**_STANDARD_TYPES, "money": "NUMERIC", "ts": "TIMESTAMP WITH TIME ZONE"},
+    # MySQL's widest DECIMAL; DATETIME keeps the UTC wall time as written, where TIMESTAMP would
+    # shift it by the session's time zone (and ends in 2038).
+    "mysql": {**_STANDARD_TYPES, "money": "DECIMAL(65, 30)", "ts": "DATETIME(6)"},
+    "default": _STANDARD_TYPES,
 }
 #: (precision, scale) of the money column per dialect, None where it keeps every digit. A spend
 #: that does not fit is refused before the write: a DECIMAL column would round or reject it.

@@ -17,6 +17,8 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,6 +92,43 @@ def read_xcom(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
         return XComModel.deserialize_value(session.execute(query).first())
 
 
+@contextmanager
+def time_travel(monkeypatch: pytest.MonkeyPatch, start: datetime) -> Iterator[Any]:
+    """
+    Travel in time from ``start``: the sensor's and the trigger's sleeps move the clock (the
+    sandbox's too, it runs in this process) instead of waiting. ``traveller.slept`` lists them.
+    """
+    import types
+
+    import time_machine
+
+    with time_machine.travel(start, tick=True) as traveller:
+        slept: list[float] = []
+        monotonic = [0.0]
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            monotonic[0] += seconds
+            traveller.shift(seconds)
+
+        async def asleep(seconds: float) -> None:
+            sleep(seconds)
+
+        monkeypatch.setattr(
+            "airflow.sdk.bases.sensor.time", types.SimpleNamespace(sleep=sleep, monotonic=lambda: monotonic[0])
+        )
+        monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", asleep)
+        traveller.slept = slept  # type: ignore[attr-defined]
+        yield traveller
+
+
+async def first_event(trigger: Any) -> dict[str, Any]:
+    """Run a trigger until its first event; its payload."""
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the trigger ended without an event")
+
+
 def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields: Any) -> str:
     """Define an Airflow connection through ``AIRFLOW_CONN_<ID>`` JSON for one test."""
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
@@ -119,31 +158,41 @@ def _forget_indeed_tokens() -> Iterator[None]:
     indeed._TOKENS.clear()
 
 
-@pytest.fixture
-def sonarly_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) -> str:
-    """``sonarly_default`` pointing at the sandbox, default account group ``ag_sandbox``."""
+def sonarly_at(monkeypatch: pytest.MonkeyPatch, host: str, *, password: str = SONARLY_KEY, **extra: Any) -> str:
+    """``sonarly_default`` at ``host``: the sandbox's key unless given, default account group ``ag_sandbox``."""
     return set_connection(
         monkeypatch,
         "sonarly_default",
         conn_type="sonarly",
-        host=sandbox_server.url,
-        password=SONARLY_KEY,
-        extra={"account_group_id": "ag_sandbox"},
+        host=host,
+        password=password,
+        extra={"account_group_id": "ag_sandbox", **extra},
     )
+
+
+def indeed_at(monkeypatch: pytest.MonkeyPatch, host: str, *, password: str = INDEED_SECRET, **extra: Any) -> str:
+    """``indeed_default`` at ``host``: the sandbox's client unless a secret is given, default employer ``emp-acme``."""
+    return set_connection(
+        monkeypatch,
+        "indeed_default",
+        conn_type="indeed",
+        host=host,
+        login=INDEED_CLIENT_ID,
+        password=password,
+        extra={"employer_id": "emp-acme", **extra},
+    )
+
+
+@pytest.fixture
+def sonarly_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) -> str:
+    """``sonarly_default`` pointing at the sandbox, default account group ``ag_sandbox``."""
+    return sonarly_at(monkeypatch, sandbox_server.url)
 
 
 @pytest.fixture
 def indeed_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) -> str:
     """``indeed_default`` pointing at the sandbox, default employer ``emp-acme``."""
-    return set_connection(
-        monkeypatch,
-        "indeed_default",
-        conn_type="indeed",
-        host=sandbox_server.url,
-        login=INDEED_CLIENT_ID,
-        password=INDEED_SECRET,
-        extra={"employer_id": "emp-acme"},
-    )
+    return indeed_at(monkeypatch, sandbox_server.url)
 
 
 @pytest.fixture

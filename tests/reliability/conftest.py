@@ -23,7 +23,6 @@ import re
 import threading
 import time
 import traceback
-import types
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import time_machine
 
-from tests.conftest import INDEED_SECRET, SONARLY_KEY
+from tests.conftest import INDEED_SECRET, SONARLY_KEY, time_travel
+from tests.conftest import first_event as next_event
 
 HERE = Path(__file__).resolve().parent
 FULL = os.environ.get("QUOTA_RELIABILITY_FULL", "") == "1"
@@ -385,27 +384,8 @@ def figures(request: pytest.FixtureRequest, sandbox: Any, sandbox_server: Any) -
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """
-    Time travel from :data:`START`: the sensor's and the trigger's sleeps move the clock (for the
-    sandbox too) instead of waiting. ``clock.slept`` lists them.
-    """
-    with time_machine.travel(START, tick=True) as traveller:
-        slept: list[float] = []
-        monotonic = [0.0]
-
-        def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            monotonic[0] += seconds
-            traveller.shift(seconds)
-
-        async def asleep(seconds: float) -> None:
-            sleep(seconds)
-
-        monkeypatch.setattr(
-            "airflow.sdk.bases.sensor.time", types.SimpleNamespace(sleep=sleep, monotonic=lambda: monotonic[0])
-        )
-        monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", asleep)
-        traveller.slept = slept  # type: ignore[attr-defined]
+    """Time travel from :data:`START` (see :func:`tests.conftest.time_travel`); ``clock.slept`` lists the sleeps."""
+    with time_travel(monkeypatch, START) as traveller:
         yield traveller
 
 
@@ -413,12 +393,7 @@ def first_event(trigger: Any) -> dict[str, Any]:
     """Run a trigger on a fresh event loop until its first event."""
     import asyncio
 
-    async def run() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("the trigger ended without an event")
-
-    return asyncio.run(run())
+    return asyncio.run(next_event(trigger))
 
 
 def warehouse_keys(conn_id: str, table: str) -> list[tuple[str, str]]:

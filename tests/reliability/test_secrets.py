@@ -27,32 +27,9 @@ from airflow_provider_quota.hooks.sonarly import SonarlyHook
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
-from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, SONARLY_KEY, set_connection
+from tests.conftest import SONARLY_KEY, indeed_at, set_connection, sonarly_at
 from tests.reliability.conftest import START, SUITE, first_event
 from tests.reliability.servers import HttpsQuotaServer
-
-
-def sonarly_at(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> str:
-    return set_connection(
-        monkeypatch,
-        "sonarly_default",
-        conn_type="sonarly",
-        host=host,
-        password=SONARLY_KEY,
-        extra={"account_group_id": "ag_sandbox", **extra},
-    )
-
-
-def indeed_at(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> str:
-    return set_connection(
-        monkeypatch,
-        "indeed_default",
-        conn_type="indeed",
-        host=host,
-        login=INDEED_CLIENT_ID,
-        password=INDEED_SECRET,
-        extra={"employer_id": "emp-acme", **extra},
-    )
 
 
 def reset_trigger() -> SonarlyQuotaResetTrigger:
@@ -203,15 +180,7 @@ def test_errors_with_wrong_credentials_do_not_echo_them(monkeypatch, sandbox_ser
     wrong_key, wrong_secret = f"sk_live_{uuid.uuid4().hex}", f"secret-{uuid.uuid4().hex}"
     SUITE.extra_secrets.update({wrong_key, wrong_secret})
     set_connection(monkeypatch, "sonarly_default", conn_type="sonarly", host=sandbox_server.url, password=wrong_key)
-    set_connection(
-        monkeypatch,
-        "indeed_default",
-        conn_type="indeed",
-        host=sandbox_server.url,
-        login=INDEED_CLIENT_ID,
-        password=wrong_secret,
-        extra={"employer_id": "emp-acme"},
-    )
+    indeed_at(monkeypatch, sandbox_server.url, password=wrong_secret)
     figures.task(
         lambda: gate(mode="poke", account_group_id="ag_sandbox").execute({}),
         expect=AirflowFailException,
@@ -228,23 +197,8 @@ def test_a_credential_with_whitespace_is_refused_before_any_request_without_echo
     """A key pasted with a line break would make the HTTP client quote the whole header, key included."""
     key, secret = f"sk_live_{uuid.uuid4().hex}", f"secret-{uuid.uuid4().hex}"
     SUITE.extra_secrets.update({key, secret})
-    set_connection(
-        monkeypatch,
-        "sonarly_default",
-        conn_type="sonarly",
-        host=sandbox_server.url,
-        password=key + flaw,
-        extra={"account_group_id": "ag_sandbox"},
-    )
-    set_connection(
-        monkeypatch,
-        "indeed_default",
-        conn_type="indeed",
-        host=sandbox_server.url,
-        login=INDEED_CLIENT_ID,
-        password=secret + flaw,
-        extra={"employer_id": "emp-acme"},
-    )
+    sonarly_at(monkeypatch, sandbox_server.url, password=key + flaw)
+    indeed_at(monkeypatch, sandbox_server.url, password=secret + flaw)
     refused = r"the (API key|client secret) \(password\) holds a"
     figures.task(lambda: gate(mode="poke").execute({}), expect=Exception, match=refused)
     figures.task(

@@ -22,7 +22,7 @@ from airflow_provider_quota.exceptions import QuotaApiError, RetryAfterTooLongEr
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
-from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, SONARLY_KEY, set_connection
+from tests.conftest import indeed_at, sonarly_at
 from tests.reliability.conftest import START, expected_usage, first_event, warehouse_keys
 from tests.reliability.servers import SilentServer, refused_port
 
@@ -65,23 +65,8 @@ def run(api: str, figures: Any, *, expect: type[BaseException] | None = None, ma
 
 def point_at(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
     """Both default connections, pointing at ``host``."""
-    set_connection(
-        monkeypatch,
-        "sonarly_default",
-        conn_type="sonarly",
-        host=host,
-        password=SONARLY_KEY,
-        extra={"account_group_id": "ag_sandbox"},
-    )
-    set_connection(
-        monkeypatch,
-        "indeed_default",
-        conn_type="indeed",
-        host=host,
-        login=INDEED_CLIENT_ID,
-        password=INDEED_SECRET,
-        extra={"employer_id": "emp-acme"},
-    )
+    sonarly_at(monkeypatch, host)
+    indeed_at(monkeypatch, host)
 
 
 def trigger(**hook_params: Any) -> SonarlyQuotaResetTrigger:

@@ -422,9 +422,10 @@ print("RAN WITHOUT OPENLINEAGE", record["month"], quota["remaining"])
 """
 
 
-def test_without_the_openlineage_provider_everything_imports_and_runs(sonarly_conn, indeed_conn, sqlite_conn, sandbox):
+def run_snippet(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with this test's connections; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(WITHOUT_OPENLINEAGE)],
+        [sys.executable, "-c", code],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -432,6 +433,11 @@ def test_without_the_openlineage_provider_everything_imports_and_runs(sonarly_co
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_without_the_openlineage_provider_everything_imports_and_runs(sonarly_conn, indeed_conn, sqlite_conn, sandbox):
+    done = run_snippet(textwrap.dedent(WITHOUT_OPENLINEAGE))
     assert "RAN WITHOUT OPENLINEAGE 012025 25" in done.stdout
     rows = get_db_hook(sqlite_conn).get_records(f"SELECT employer_id, month FROM {TABLE}")
     assert rows == [("emp-acme", "012025")]
@@ -455,13 +461,5 @@ print("NO OPENLINEAGE IMPORTED")
 
 def test_installed_provider_costs_nothing_until_it_asks(sonarly_conn, indeed_conn, sqlite_conn, sandbox):
     """With the provider installed but not asking (no listener), running the tasks imports none of it."""
-    done = subprocess.run(
-        [sys.executable, "-c", COSTS_NOTHING],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_snippet(COSTS_NOTHING)
     assert "NO OPENLINEAGE IMPORTED" in done.stdout

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import types
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import time_machine
 from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowRescheduleException,
@@ -18,7 +16,7 @@ from airflow.sdk.exceptions import (
 
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
-from tests.conftest import set_connection
+from tests.conftest import sonarly_at, time_travel
 
 START = datetime(2026, 5, 4, 9, 0, tzinfo=timezone.utc)
 
@@ -43,18 +41,7 @@ def make_sensor(**kwargs: Any) -> SonarlyQuotaSensor:
 @pytest.fixture
 def clock(monkeypatch):
     """Travel in time; the sensor's sleeps move the clock instead of waiting."""
-    with time_machine.travel(START, tick=True) as traveller:
-        slept: list[float] = []
-        monotonic = [0.0]
-
-        def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            monotonic[0] += seconds
-            traveller.shift(seconds)
-
-        fake_time = types.SimpleNamespace(sleep=sleep, monotonic=lambda: monotonic[0])
-        monkeypatch.setattr("airflow.sdk.bases.sensor.time", fake_time)
-        traveller.slept = slept  # type: ignore[attr-defined]
+    with time_travel(monkeypatch, START) as traveller:
         yield traveller
 
 
@@ -210,14 +197,7 @@ def test_reschedule_mode_times_out(sonarly_conn, sandbox, clock):
 @pytest.fixture
 def revoked_key(monkeypatch, sandbox_server) -> str:
     """``sonarly_default`` on the sandbox with a key the sandbox answers 401 to."""
-    return set_connection(
-        monkeypatch,
-        "sonarly_default",
-        conn_type="sonarly",
-        host=sandbox_server.url,
-        password="sk_live_revoked",
-        extra={"account_group_id": "ag_sandbox"},
-    )
+    return sonarly_at(monkeypatch, sandbox_server.url, password="sk_live_revoked")
 
 
 @pytest.mark.parametrize("setting", ["soft_fail", "never_fail"])

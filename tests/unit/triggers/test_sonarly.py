@@ -9,10 +9,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import time_machine
 
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
-from tests.conftest import SONARLY_KEY
+from tests.conftest import SONARLY_KEY, first_event, time_travel
 
 START = datetime(2026, 5, 4, 9, 0, tzinfo=timezone.utc)
 
@@ -34,22 +33,8 @@ def make_trigger(**kwargs: Any) -> SonarlyQuotaResetTrigger:
 @pytest.fixture
 def traveller(monkeypatch):
     """Time travel: every trigger sleep moves the clock (and the sandbox's) instead of waiting."""
-    with time_machine.travel(START, tick=True) as machine:
-        slept: list[float] = []
-
-        async def sleep(seconds: float) -> None:
-            slept.append(seconds)
-            machine.shift(seconds)
-
-        monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", sleep)
-        machine.slept = slept  # type: ignore[attr-defined]
+    with time_travel(monkeypatch, START) as machine:
         yield machine
-
-
-async def first_event(trigger: SonarlyQuotaResetTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return event.payload
-    raise AssertionError("no event")
 
 
 def test_serialize_round_trip_holds_no_secret(sonarly_conn):
