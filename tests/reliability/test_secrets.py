@@ -64,7 +64,7 @@ def test_self_signed_certificate_fails_the_gate_at_once(monkeypatch, https_serve
     error = figures.task(
         lambda: gate(mode="poke").execute({}),
         expect=AirflowFailException,  # permanent: neither the hook nor Airflow retries it
-        match=r"TLS_VERIFICATION_FAILED: .*https://127\.0\.0\.1:\d+ failed verification \(self.signed certificate\)",
+        match=r"TLS_VERIFICATION_FAILED: .*https://127\.0\.0\.1:\d+ failed verification \(self.signed certificate in",
     )
     assert isinstance(error.__cause__, TlsVerificationError) and not error.__cause__.retryable
     assert (https_server.handshakes, https_server.requests) == (1, 0)  # one attempt, nothing sent in clear
