@@ -114,7 +114,7 @@ def time_travel(monkeypatch: pytest.MonkeyPatch, start: datetime) -> Iterator[An
             sleep(seconds)
 
         monkeypatch.setattr(time, "sleep", sleep)
-        monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", asleep)
+        monkeypatch.setattr("airflow_provider_quota.triggers.base._sleep", asleep)
         traveller.slept = slept  # type: ignore[attr-defined]
         yield traveller
 

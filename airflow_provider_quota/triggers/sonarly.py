@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import timezone
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_quota.exceptions import is_permanent
+from airflow_provider_quota.triggers.base import (
+    MAX_CONSECUTIVE_FAILURES,
+    MAX_FAILURE_BACKOFF_SECONDS,
+    sleep_until,
+    wall_clock,
+)
 from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, after_reset, later
-
-#: The longest single asyncio.sleep; the wall clock is read again after each one.
-MAX_SLEEP_STEP_SECONDS = 600.0
-#: The longest wait between two checks after failures.
-MAX_FAILURE_BACKOFF_SECONDS = 3600.0
-#: Failed checks in a row after which the trigger gives up (each check is up to ``max_attempts`` requests).
-MAX_CONSECUTIVE_FAILURES = 3
-
-
-def _now() -> datetime:
-    return timezone.utcnow()
-
-
-async def _sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
-
-
-async def sleep_until(wake_at: datetime) -> None:
-    """Sleep in short steps against the wall clock, so that a long wait survives clock jumps and suspends."""
-    while (remaining := (wake_at - _now()).total_seconds()) > 0:
-        await _sleep(min(remaining, MAX_SLEEP_STEP_SECONDS))
 
 
 class SonarlyQuotaResetTrigger(BaseTrigger):
@@ -104,7 +87,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         from airflow_provider_quota.hooks.sonarly import SonarlyHook
 
         hook = SonarlyHook(self.sonarly_conn_id, **self.hook_params)
-        now = _now()
+        now = wall_clock()
         # A reset already past (a late start, a triggerer outage) is checked at once.
         wake_at = now if self.reset_at is not None and self.reset_at <= now else self._next(self.reset_at, 0)
         failures = checks = 0
@@ -128,7 +111,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                     return
                 self.log.warning("Quota check %d failed (%s); failure %d in a row", checks, exc, failures)
                 # A Retry-After too long for the hook to wait in place is still the server's wish.
-                wake_at = max(self._next(None, failures), later(_now(), getattr(exc, "retry_after", None) or 0))
+                wake_at = max(self._next(None, failures), later(wall_clock(), getattr(exc, "retry_after", None) or 0))
                 continue
             failures = 0
             if quota.is_usable(self.min_remaining):
@@ -147,7 +130,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
 
     def _next(self, reset_at: datetime | None, failures: int) -> datetime:
         """Just after the reset; when unknown, after poke_interval, doubled for each failure in a row."""
-        now = _now()
+        now = wall_clock()
         backoff = min(self.poke_interval * 2**failures, max(self.poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
         return after_reset(reset_at, now=now, jitter=self.jitter) or later(now, max(backoff, MIN_INTERVAL_SECONDS))
 

@@ -32,16 +32,17 @@ import pytest
 import requests
 
 # Besides the public classes, the checks use these internals of the package (update here when the
-# core moves them): hooks.indeed._TOKENS, operators.indeed.month_for_run,
-# sandbox.state.quota_usage_data, warehouse.create_table_sql and warehouse.get_db_hook.
+# core moves them): hooks.indeed._TOKENS, utils.months.month_for_run,
+# sandbox.state.quota_usage_data, utils.warehouse.create_table_sql and utils.warehouse.get_db_hook.
 from airflow_provider_quota.hooks import indeed as indeed_hook_module
 from airflow_provider_quota.hooks.indeed import IndeedHook
 from airflow_provider_quota.hooks.sonarly import SonarlyHook
 from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
-from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator, month_for_run
+from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sandbox.state import quota_usage_data
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
-from airflow_provider_quota.warehouse import create_table_sql, get_db_hook
+from airflow_provider_quota.utils.months import month_for_run
+from airflow_provider_quota.utils.warehouse import create_table_sql, get_db_hook
 from tests.conftest import (
     INDEED_SECRET,
     SONARLY_KEY,
@@ -288,9 +289,9 @@ def gate_dag(block: Block, env: DocEnv) -> None:
         for sensor in sensors:
             quota = read_xcom(dag_run, sensor.task_id)
             assert quota["exhausted"] is False
-            assert quota["remaining"] >= int(sensor.min_remaining)
+            assert quota["remaining"] >= int(sensor.min_remaining) == quota["granted"]
             fields = {"list_type", "quota_type", "used", "limit", "remaining", "reset_at", "exhausted", "trace_id"}
-            assert set(quota) == fields
+            assert set(quota) == {*fields, "granted"}
 
 
 def _run_spend_dag(block: Block, env: DocEnv, make_warehouse: Callable[[str], None], rerun: bool) -> list[tuple]:

@@ -59,7 +59,7 @@ def run_trigger(trigger: SonarlyQuotaResetTrigger, traveller, monkeypatch) -> tu
         slept.append(seconds)
         traveller.shift(seconds)
 
-    monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", sleep)
+    monkeypatch.setattr("airflow_provider_quota.triggers.base._sleep", sleep)
 
     async def first_event() -> dict:
         async for event in trigger.run():
