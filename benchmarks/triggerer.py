@@ -3,8 +3,9 @@ Triggerer footprint: N concurrent triggers in one event loop, waiting and then a
 
 ``python -m benchmarks.triggerer --impl project|anchor --count N --sandbox URL``
 
-- project: ``SonarlyQuotaResetTrigger`` deferred on an exhausted quota whose window resets
-  ``--wait`` seconds from now (the sandbox resets it for real), default jitter.
+- project: ``SonarlyQuotaResetTrigger`` deferred on an exhausted quota of N searches whose window
+  resets ``--wait`` seconds from now (the sandbox resets it for real), default jitter, each gate
+  needing 1: the triggers share their checks and all are granted by the first check after the reset.
 - anchor: ``HttpSensorTrigger`` on the same quota endpoint with ``poke_interval=--wait``: the
   sandbox answers each trigger's first request 404 (a fault rule for exactly N requests), so every
   trigger sleeps ``poke_interval`` and then fires on the 200 of its second request. (HttpSensorTrigger
@@ -94,6 +95,7 @@ def make_trigger(impl: str, wait: float, reset_at: datetime, jitter: float = 5.0
             reset_at=reset_at,
             poke_interval=60.0,
             jitter=jitter,
+            waiting_since=reset_at - timedelta(seconds=wait),
         )
     from airflow.providers.http.triggers.http import HttpSensorTrigger
 
@@ -155,7 +157,7 @@ async def main(impl: str, count: int, sandbox_url: str, wait: float, wake_deadli
     failures: list[str] = []
     t_start = time.perf_counter()
     if impl == "project":
-        control.set_quota(ACCOUNT_GROUP, used=25, reset_in_seconds=wait)
+        control.set_quota(ACCOUNT_GROUP, limit=count, used=count, reset_in_seconds=wait)
         reset_at = datetime.now(timezone.utc) + timedelta(seconds=wait)
     else:
         control.add_fault("status", status=404, endpoint="sonarly_quota", count=count)
@@ -193,9 +195,12 @@ async def main(impl: str, count: int, sandbox_url: str, wait: float, wake_deadli
     requests_total = control.requests_to("sonarly_quota")
     waiting = ticker.between(t_wait_from, t_wait_to)
     waking = ticker.between(t_wait_to, t_done)
+    jitter = 5.0 if impl == "project" else 0.0
     return {
         "impl": impl,
         "count": count,
+        # The last event after the reset, its grace and the longest jitter (negative: before the last wake).
+        "last_event_after_reset_and_jitter_s": t_done - (first_wake + jitter),
         "wait_s": wait,
         "rss_before_mb": rss_before / 2**20,
         "rss_waiting_mb": rss_waiting / 2**20,
@@ -235,13 +240,14 @@ def use_legacy_client() -> None:
         )
         self.slots = asyncio.Semaphore(2**30)  # never waited on: the pool queues everything
         self.users = 0
+        self._closing = self._closed = None
 
     unlimited: dict[Any, asyncio.Semaphore] = {}
 
     def no_lookup_limit() -> asyncio.Semaphore:
         return unlimited.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(2**30))
 
-    base._SharedAsyncClient.__init__ = legacy_init  # type: ignore[method-assign]
+    base._ConnectionClient.__init__ = legacy_init  # type: ignore[method-assign]
     base._connection_lookup_slots = no_lookup_limit
 
 

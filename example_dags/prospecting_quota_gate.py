@@ -3,7 +3,9 @@ Gate a Sonarly prospecting run on the account group's prospecting quota.
 
 The deferrable sensor checks the quota once; when it is exhausted it sleeps in the
 triggerer until ``resetAt`` (no worker slot held), checks once more, and lets the
-prospecting task run with the quota in XCom.
+prospecting task run with the quota in XCom. The task starts no more searches than the gate
+granted it (``min_remaining``): many DAGs gated on one account group then never plan more
+searches than the quota holds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 
 log = logging.getLogger(__name__)
 
-#: Searches one prospecting run would like to start.
+#: Searches one prospecting run starts: what it asks the gate to grant.
 BATCH_SIZE = 10
 
 with DAG(
@@ -32,7 +34,7 @@ with DAG(
         task_id="wait_for_prospecting_quota",
         sonarly_conn_id="sonarly_default",  # the connection's extra names the account group
         list_type="LINKEDIN_CLASSIC",
-        min_remaining=1,
+        min_remaining=BATCH_SIZE,
         deferrable=True,
         poke_interval=60,  # used only when the API gives no resetAt
         timeout=6 * 3600,
@@ -40,14 +42,13 @@ with DAG(
 
     @task
     def start_prospecting(quota: dict) -> int:
-        searches = min(quota["remaining"], BATCH_SIZE)
+        searches = quota["granted"]  # never quota["remaining"]: other gates may hold the rest
         log.info(
-            "Quota has %d of %d %s searches left: starting %d search(es) (batch size %d)",
+            "Quota has %d of %d %s searches left: starting the %d search(es) granted",
             quota["remaining"],
             quota["limit"],
             quota["list_type"],
             searches,
-            BATCH_SIZE,
         )
         return searches
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_quota.exceptions import InvalidParameterError
 from airflow_provider_quota.sensors.base import GateCheck, QuotaGateSensor
@@ -50,6 +52,10 @@ class SonarlyQuotaSensor(QuotaGateSensor):
     :param min_remaining: the searches the downstream job needs (default 1). (templated)
     :param deferrable: wait in the triggerer instead of a worker; defaults to
         ``[operators] default_deferrable``.
+    :param start_from_trigger: with ``deferrable``, make even the first check in the triggerer
+        (Airflow 3.3+: the scheduler starts the task there, no worker is used until the quota is
+        granted, and every check goes through the triggerer's shared checks and grants). Airflow
+        3.2 and ``dag.test()`` ignore it and start in a worker; not for mapped tasks (``.expand()``).
     :param jitter: the largest random delay, in seconds, added after ``resetAt``.
     :param hook_params: timeouts and retry settings for the hook, e.g. ``{"read_timeout": 10}``.
     """
@@ -64,6 +70,7 @@ class SonarlyQuotaSensor(QuotaGateSensor):
         account_group_id: str | None = None,
         list_type: str | None = None,
         min_remaining: int | str = 1,
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +78,17 @@ class SonarlyQuotaSensor(QuotaGateSensor):
         self.account_group_id = account_group_id
         self.list_type = list_type
         self.min_remaining = min_remaining
+        if start_from_trigger:
+            if not self.deferrable:
+                raise InvalidParameterError("start_from_trigger needs deferrable=True")
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls="airflow_provider_quota.triggers.sonarly.SonarlyQuotaResetTrigger",
+                trigger_kwargs=self._trigger_kwargs(reset_at=None, deadline=None, waiting_since=None),
+                next_method="execute_complete",
+                next_kwargs=None,
+                timeout=timedelta(seconds=self.timeout),
+            )
 
     @cached_property
     def hook(self) -> SonarlyHook:
@@ -109,17 +127,23 @@ class SonarlyQuotaSensor(QuotaGateSensor):
     def make_trigger(self, last: GateCheck, deadline: datetime) -> BaseTrigger:
         from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
 
-        return SonarlyQuotaResetTrigger(
-            sonarly_conn_id=self.sonarly_conn_id,
-            account_group_id=self.hook.resolve_account_group_id(self.account_group_id),
-            list_type=self.list_type,
-            min_remaining=self.required_remaining(),
-            reset_at=last.resets_at,
-            poke_interval=self.poke_interval,
-            jitter=self.jitter,
-            hook_params=self.hook_params,
-            deadline=deadline,
-        )
+        kwargs = self._trigger_kwargs(reset_at=last.resets_at, deadline=deadline, waiting_since=self._started_at)
+        # Resolved here, so that the trigger's kwargs (and the Quotas page) name the group.
+        kwargs["account_group_id"] = self.hook.resolve_account_group_id(self.account_group_id)
+        return SonarlyQuotaResetTrigger(**kwargs)
+
+    def _trigger_kwargs(self, **state: datetime | None) -> dict[str, Any]:
+        # The names of the templated ones are the template fields': the triggerer renders them (start_from_trigger).
+        return {
+            "sonarly_conn_id": self.sonarly_conn_id,
+            "account_group_id": self.account_group_id,
+            "list_type": self.list_type,
+            "min_remaining": self.min_remaining,
+            "poke_interval": self.poke_interval,
+            "jitter": self.jitter,
+            "hook_params": self.hook_params,
+            **state,
+        }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """

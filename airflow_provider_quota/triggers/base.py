@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import timezone
 
@@ -24,7 +25,17 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def sleep_until(wake_at: datetime) -> None:
-    """Sleep in short steps against the wall clock, so that a long wait survives clock jumps and suspends."""
-    while (remaining := (wake_at - wall_clock()).total_seconds()) > 0:
-        await _sleep(min(remaining, MAX_SLEEP_STEP_SECONDS))
+async def sleep_until(wake_at: datetime, *, unless: asyncio.Future[Any] | None = None) -> None:
+    """
+    Sleep in short steps against the wall clock, so that a long wait survives clock jumps and suspends.
+
+    :param wake_at: when to wake up.
+    :param unless: a future that ends the sleep early when it is done.
+    """
+    while (remaining := (wake_at - wall_clock()).total_seconds()) > 0 and not (unless and unless.done()):
+        step = asyncio.ensure_future(_sleep(min(remaining, MAX_SLEEP_STEP_SECONDS)))
+        if unless is None:
+            await step
+            continue
+        await asyncio.wait((step, unless), return_when=asyncio.FIRST_COMPLETED)
+        step.cancel()

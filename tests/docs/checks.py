@@ -10,6 +10,7 @@ Shell blocks are run line by line, each line by the handler for its command (see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -275,11 +276,13 @@ def months_between(first: date, last: date) -> list[date]:
 
 @check("gate-dag", "python")
 def gate_dag(block: Block, env: DocEnv) -> None:
-    """Run the DAG with dag.test() with the quota used up: the sensor waits for the reset, then the run succeeds."""
+    """Run each DAG with dag.test() with the quota used up: the sensor waits for the reset, then the run succeeds."""
     env.sandbox_connections()
     for dag in load_dags(env, block).values():
         sensors = [task for task in dag.tasks if isinstance(task, SonarlyQuotaSensor)]
         assert sensors, f"{dag.dag_id} has no SonarlyQuotaSensor"
+        env.sandbox.reset()
+        env.sandbox.set_quota(EXAMPLE_ACCOUNT_GROUP)
         for sensor in sensors:
             assert sensor.sonarly_conn_id == "sonarly_default"
             group = sensor.account_group_id or "ag_sandbox"
@@ -289,9 +292,33 @@ def gate_dag(block: Block, env: DocEnv) -> None:
         for sensor in sensors:
             quota = read_xcom(dag_run, sensor.task_id)
             assert quota["exhausted"] is False
-            assert quota["remaining"] >= int(sensor.min_remaining) == quota["granted"]
+            assert quota["remaining"] >= quota["granted"] >= 1, "the gate granted what the run needs"
             fields = {"list_type", "quota_type", "used", "limit", "remaining", "reset_at", "exhausted", "trace_id"}
             assert set(quota) == {*fields, "granted"}
+
+
+@check("watcher-dag", "python")
+def watcher_dag(block: Block, env: DocEnv) -> None:
+    """The DAG is scheduled on a quota window watcher with plain-JSON arguments, which fires for a usable window."""
+    from airflow_provider_quota.triggers.sonarly import SonarlyQuotaWindowTrigger
+
+    env.sandbox_connections()
+    for dag in load_dags(env, block).values():
+        watchers = [watcher for asset in _assets_of(dag.timetable.asset_condition) for watcher in asset.watchers]
+        assert watchers, f"{dag.dag_id} is not scheduled on an asset with a watcher"
+        for watcher in watchers:
+            trigger = watcher.trigger
+            assert isinstance(trigger, SonarlyQuotaWindowTrigger)
+            _, kwargs = trigger.serialize()
+            assert json.loads(json.dumps(kwargs)) == kwargs, "Airflow hashes a watcher's arguments: plain JSON only"
+            payload = asyncio.run(asyncio.wait_for(_first_window(trigger), timeout=60))
+            assert payload["exhausted"] is False and payload["remaining"] >= trigger.min_remaining
+
+
+async def _first_window(trigger: Any) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("the watcher stopped")
 
 
 def _run_spend_dag(block: Block, env: DocEnv, make_warehouse: Callable[[str], None], rerun: bool) -> list[tuple]:

@@ -40,7 +40,7 @@ def test_quota_gate_waits_for_the_reset_then_runs_prospecting(airflow_db, dagbag
     assert waited > 2.0
     gate = read_xcom(dag_run, "wait_for_prospecting_quota")
     assert gate["remaining"] == 25 and gate["exhausted"] is False
-    assert read_xcom(dag_run, "start_prospecting") == 10  # min(remaining, BATCH_SIZE)
+    assert read_xcom(dag_run, "start_prospecting") == gate["granted"] == 10  # what the gate granted
 
 
 @pytest.mark.dag_test

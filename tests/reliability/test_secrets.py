@@ -176,6 +176,7 @@ def test_deferral_serializes_no_secret(sonarly_conn, sandbox, clock, figures):
         "jitter",
         "hook_params",
         "deadline",
+        "waiting_since",
     }
     assert kwargs["hook_params"] == {"read_timeout": 5, "max_attempts": 3}
     assert SONARLY_KEY not in stored and "Bearer" not in stored
