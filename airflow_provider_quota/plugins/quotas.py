@@ -23,7 +23,7 @@ URL_PREFIX = "/quotas"
 SPEND_MONTHS = 12
 PALETTE = ("#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626")
 #: Chart geometry in SVG user units: size, then the plot area's margins.
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 240, 72, 16, 12, 28
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 240, 72, 32, 12, 28
 
 
 def base_path() -> str:
@@ -85,9 +85,11 @@ def _nice_top(value: float) -> float:
     return next(step * k for k in (1, 2, 5, 10) if step * k >= value)
 
 
-def line_chart(months: list[date], series: dict[str, dict[date, float]], *, top: float, unit: str) -> dict[str, Any]:
+def line_chart(
+    months: list[date], series: dict[str, dict[date, float]], *, top: float, unit: str, colors: dict[str, str]
+) -> dict[str, Any]:
     """
-    An SVG line chart's geometry: one line per series over ``months``, a y axis from 0 to ``top``.
+    An SVG line chart's geometry: one line per series over ``months`` (in ``colors[name]``), a y axis from 0 to ``top``.
 
     Floats are for drawing only; the page's table shows the exact figures.
     """
@@ -99,9 +101,9 @@ def line_chart(months: list[date], series: dict[str, dict[date, float]], *, top:
         return HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * value / top
 
     lines = []
-    for number, (name, values) in enumerate(series.items()):
+    for name, values in sorted(series.items()):
         points = [(round(x(i), 1), round(y(values[m]), 1)) for i, m in enumerate(months) if m in values]
-        lines.append({"name": name, "color": PALETTE[number % len(PALETTE)], "points": points})
+        lines.append({"name": name, "color": colors[name], "points": points})
     return {
         "width": WIDTH,
         "height": HEIGHT,
@@ -145,20 +147,22 @@ def spend_section(today: date) -> dict[str, Any]:
         }
         for row in rows
     ]
+    employers = sorted({row.employer_id for row in rows})
+    colors = {employer: PALETTE[number % len(PALETTE)] for number, employer in enumerate(employers)}
     for currency in sorted({row.currency_code for row in rows}):
         spend: dict[str, dict[date, float]] = {}
         for row in rows:
             if row.currency_code == currency:
                 spend.setdefault(row.employer_id, {})[row.month_start] = float(row.spend_amount)
         top = _nice_top(max(v for values in spend.values() for v in values.values()))
-        chart = line_chart(months, spend, top=top, unit="")
+        chart = line_chart(months, spend, top=top, unit="", colors=colors)
         section["charts"].append({**chart, "title": f"Monthly spend per employer ({currency})"})
     if rows:
         used: dict[str, dict[date, float]] = {}
         for row in rows:
             used.setdefault(row.employer_id, {})[row.month_start] = 100 * row.requests_count / max(row.api_quota, 1)
         top = _nice_top(max(100.0, *(v for values in used.values() for v in values.values())))
-        chart = line_chart(months, used, top=top, unit=" %")
+        chart = line_chart(months, used, top=top, unit=" %", colors=colors)
         quota_line = round(HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * 100 / top, 1)
         section["charts"].append({**chart, "title": "API requests used, % of apiQuota", "quota_line": quota_line})
     return section
