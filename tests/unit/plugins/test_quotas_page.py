@@ -237,7 +237,9 @@ def test_empty_state_without_connections_gates_or_table(page):
 
 def test_waiting_gates_with_their_parameters_next_check_and_link(page, sonarly_conn, sandbox, gate_run):
     sandbox.set_quota("ag_sandbox", used=25, limit=25, reset_in_seconds=3600)
-    with waiting(gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"):
+    with waiting(
+        gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"
+    ):
         gates = page.get("/quotas/api/gates").json()
         readings = page.get("/quotas/api/quotas").json()
         text = page.html()
@@ -274,7 +276,9 @@ def test_gates_of_dags_the_user_may_not_read_are_hidden(page, sonarly_conn, sand
 
     manager = type(get_auth_manager())
     monkeypatch.setattr(manager, "get_authorized_dag_ids", lambda self, **kwargs: {"some_other_dag"})
-    with waiting(gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"):
+    with waiting(
+        gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"
+    ):
         assert page.get("/quotas/api/gates").json() == []
         assert GATE_TASK_ID not in page.html()
 
@@ -347,7 +351,9 @@ def test_an_empty_spend_table_says_so(page, sqlite_conn, monkeypatch, sandbox, s
 def test_no_secret_on_the_page_or_its_endpoints(page, monkeypatch, sandbox, sandbox_server, spend_table, gate_run):
     sonarly_at(monkeypatch, sandbox_server.url)
     sandbox.add_fault("500", endpoint="sonarly_quota", count=1)
-    with waiting(gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"):
+    with waiting(
+        gate_run, reset_at=RESET_AT, reschedule_at=RESCHEDULE_AT, group="ag_growth", list_type="SALES_NAVIGATOR"
+    ):
         texts = [page.get(path).text for path in ENDPOINTS]
     assert "HTTP 500" in texts[0] and "ag_growth" in texts[0] and "emp-acme" in texts[0]
     for text in texts:
