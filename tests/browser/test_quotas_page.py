@@ -72,6 +72,14 @@ def start_gates(ui: AirflowUi) -> dict[str, str]:
     return runs
 
 
+def forget_stored_sonarly_connections(ui: AirflowUi) -> None:
+    """Delete the Sonarly connections the connection-form tests saved: the page would list them too."""
+    listed = _api(ui, "GET", "/connections", params={"limit": 100})["connections"]
+    for connection in listed:
+        if connection["conn_type"] == "sonarly":
+            ui.forget_connection(connection["connection_id"])
+
+
 def reload_until(page: Any, selector: str, count: int = 1) -> Any:
     """Reload the page until ``selector`` matches ``count`` elements (the page reads anew at most every second)."""
 
@@ -85,6 +93,7 @@ def reload_until(page: Any, selector: str, count: int = 1) -> Any:
 
 def test_quotas_page_in_three_states(page: Any, airflow_workers: AirflowUi, sandbox: SandboxClient, monkeypatch):
     expect, ui = _expect(), airflow_workers
+    forget_stored_sonarly_connections(ui)  # only sonarly_default (AIRFLOW_CONN_SONARLY_DEFAULT) stays
     for name in ("AIRFLOW_CONN_INDEED_DEFAULT", "AIRFLOW_CONN_QUOTA_WAREHOUSE"):
         monkeypatch.setenv(name, ui.env[name])
     write_spend("quota_warehouse", "indeed_api_quota_usage", EMPLOYERS, [*recent_months(11), "current"])
