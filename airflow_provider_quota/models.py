@@ -1,10 +1,11 @@
 """
-Pydantic models of the Sonarly and Indeed API payloads.
+Pydantic models of the Sonarly and Indeed API payloads: each answer is parsed once, here.
 
-Be liberal in what is accepted (unknown fields are ignored), strict in what is used:
-counts are non-negative integers, money is an exact :class:`~decimal.Decimal`, and a
-missing field raises an error that names it. ``resetAt`` is the one lenient field
-(an unparsable value means "reset time unknown").
+Be liberal in what is accepted (unknown fields are ignored), strict in what is used: counts
+are non-negative integers that fit a SQL BIGINT, money is an exact :class:`~decimal.Decimal`
+with at most 35 digits before the point and 30 after (what every supported warehouse column
+holds), and a field out of bounds raises an error that names it, before anything is formatted
+or stored. ``resetAt`` is the one lenient field: an unreadable value means "reset time unknown".
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasGenerator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -25,21 +28,76 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from airflow_provider_quota.exceptions import UnexpectedResponseError
-from airflow_provider_quota.months import format_month
 
 log = logging.getLogger(__name__)
 
-#: The largest count we accept: it must fit a SQL BIGINT.
+#: The largest count accepted: it must fit a SQL BIGINT.
 MAX_COUNT = 2**63 - 1
+#: Digits of money accepted before and after the decimal point (MySQL's widest DECIMAL(65, 30)).
+MONEY_INTEGER_DIGITS, MONEY_PLACES = 35, 30
+#: The longest access-token lifetime accepted, in seconds (a year; Indeed's are an hour).
+MAX_TOKEN_LIFETIME = 366 * 24 * 3600
+#: Text from an API is cut to this many characters before it reaches a message.
+MAX_TEXT = 500
+
+DataT = TypeVar("DataT")
+M = TypeVar("M", bound=BaseModel)
+
+
+def decimal_overflow(value: Decimal, *, integer_digits: int, places: int) -> str | None:
+    """
+    What makes ``value`` too wide for ``integer_digits`` digits before the point and ``places`` after, or None.
+
+    Trailing zeros after the point are no loss (``3000.100`` fits two places). Not
+    ``Decimal.normalize()``: it rounds to the context's 28 digits.
+    """
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return "is not a finite number"
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if not any(digits):
+        return None
+    if -exponent > places:
+        return f"has more than {places} decimal places ({-exponent})"
+    if len(digits) + exponent > integer_digits:
+        return f"has {len(digits) + exponent} digits before the decimal point, more than {integer_digits}"
+    return None
+
+
+def _exact_money(value: Any) -> Any:
+    # A float here means the payload went through a binary float somewhere: refuse it.
+    if isinstance(value, (bool, float)):
+        raise ValueError("must be an exact decimal number, not a binary float or boolean")
+    return value
+
+
+def _bounded_money(value: Decimal) -> Decimal:
+    problem = decimal_overflow(value, integer_digits=MONEY_INTEGER_DIGITS, places=MONEY_PLACES)
+    if problem:
+        raise ValueError(f"is not a plausible amount: it {problem}")
+    return value
+
+
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)[: MAX_TEXT + 1]
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "..."
+
 
 Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
-Text = Annotated[str, Field(strict=True, min_length=1)]
-
-M = TypeVar("M", bound=BaseModel)
+Money = Annotated[
+    Decimal, BeforeValidator(_exact_money), Field(allow_inf_nan=False, ge=0), AfterValidator(_bounded_money)
+]
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=MAX_TEXT)]
+#: Text from an error answer: anything, cut short, never refused (an error must stay readable).
+ErrorText = Annotated[str | None, BeforeValidator(_clip)]
 
 
 class _Payload(BaseModel):
@@ -60,50 +118,64 @@ def parse_payload(
     """
     Validate ``data`` as ``model``, turning a validation failure into an error that names the fields.
 
+    Values never reach the message (they may be huge, or quote something secret).
+
     :param model: the pydantic model to validate against.
     :param data: the decoded JSON.
     :param api: "Sonarly" or "Indeed", for the message.
-    :param what: which part of the answer this is, e.g. "the quota in GET /v1/accounts/{id}/prospecting/quota".
+    :param what: which answer this is, e.g. "GET /v1/accounts/{id}/prospecting/quota".
     :param status: HTTP status of the answer.
     :param trace_id: the answer's traceId, if any.
-    :raise UnexpectedResponseError: when ``data`` does not fit ``model``.
+    :raise UnexpectedResponseError: when ``data`` does not fit ``model``; permanent: the same
+        request would get the same answer.
     """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
+            for err in exc.errors(include_input=False, include_url=False, include_context=False)[:10]
         )
         raise UnexpectedResponseError(
-            f"{what} is not what the API documents: {problems}",
+            f"the answer of {what} is not what the API documents: {_clip(problems)}",
             api=api,
             status=status,
             code="UNEXPECTED_RESPONSE",
             trace_id=trace_id,
+            permanent=True,
         ) from None
+
+
+def error_details(model: type[BaseModel], payload: Any) -> tuple[str | None, str | None, str | None]:
+    """``(code, message, trace_id)`` of an error answer read as ``model``, or Nones when it is not one."""
+    try:
+        envelope = model.model_validate(payload)
+    except ValidationError:
+        return None, None, None
+    return envelope.error_details()  # type: ignore[attr-defined, no-any-return]
 
 
 # --------------------------------------------------------------------------- Sonarly
 
-_AWARE_DATETIME = TypeAdapter(datetime)
 
-
-class SonarlyErrorBody(_Payload):
+class SonarlyError(_Payload):
     """The ``error`` object of a Sonarly envelope."""
 
-    code: str | None = None
-    message: str | None = None
-    details: Any = None
+    code: ErrorText = None
+    message: ErrorText = None
 
 
-class SonarlyEnvelope(_Payload):
+class SonarlyEnvelope(_Payload, Generic[DataT]):
     """``{"success", "data", "error", "traceId"}``, the wrapper of every Sonarly answer."""
 
     success: StrictBool
-    data: Any = None
-    error: SonarlyErrorBody | None = None
-    trace_id: str | None = None
+    data: DataT = Field(default=None, validate_default=True)
+    error: SonarlyError | None = None
+    trace_id: ErrorText = None
+
+    def error_details(self) -> tuple[str | None, str | None, str | None]:
+        error = self.error or SonarlyError()
+        return error.code, error.message, self.trace_id
 
 
 class AccountGroup(_Payload):
@@ -117,6 +189,9 @@ class AccountGroupList(_Payload):
     """The ``data`` of ``GET /v1/accounts``."""
 
     items: list[AccountGroup]
+
+
+_AWARE_DATETIME = TypeAdapter(datetime)
 
 
 class ProspectingQuota(_Payload):
@@ -141,18 +216,15 @@ class ProspectingQuota(_Payload):
         if value is None:
             log.warning("Sonarly quota has no resetAt: reset time unknown")
             return None
-        if not isinstance(value, (str, datetime)):
-            log.warning("Sonarly quota resetAt %r is not a date-time: reset time unknown", value)
-            return None
         try:
-            parsed = _AWARE_DATETIME.validate_python(value)
-        except ValidationError:
-            log.warning("Sonarly quota resetAt %r is unparsable: reset time unknown", value)
+            parsed = _AWARE_DATETIME.validate_python(value if isinstance(value, (str, datetime)) else None)
+            if parsed.tzinfo is None:
+                log.warning("Sonarly quota resetAt has no time zone: read as UTC")
+                return parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
+        except (ValidationError, OverflowError, ValueError):  # OverflowError: 9999-12-31T23:00:00-05:00
+            log.warning("Sonarly quota resetAt %.40r is not a readable date-time: reset time unknown", value)
             return None
-        if parsed.tzinfo is None:
-            log.warning("Sonarly quota resetAt %r has no time zone: read as UTC", value)
-            return parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
 
     def is_usable(self, min_remaining: int = 1) -> bool:
         """
@@ -174,23 +246,35 @@ class ProspectingQuota(_Payload):
 class IndeedErrorItem(_Payload):
     """One entry of ``meta.errors``."""
 
-    type: str | None = None
-    description: str | None = None
+    type: ErrorText = None
+    description: ErrorText = None
 
 
 class IndeedMeta(_Payload):
     """The ``meta`` object of an Indeed envelope."""
 
-    status: int | None = None
     errors: list[IndeedErrorItem] | None = None
-    root_location: str | None = None
 
 
-class IndeedEnvelope(_Payload):
-    """``{"meta", "data"}``, the wrapper of every Indeed Sponsored Jobs API answer."""
+class IndeedEnvelope(_Payload, Generic[DataT]):
+    """
+    ``{"meta", "data"}``, the wrapper of every Indeed Sponsored Jobs API answer.
+
+    The token endpoint answers errors the OAuth 2 way instead (``error``, ``error_description``).
+    """
 
     meta: IndeedMeta | None = None
-    data: Any = None
+    data: DataT = Field(default=None, validate_default=True)
+    error: ErrorText = None
+    error_description: ErrorText = Field(default=None, validation_alias="error_description")
+
+    def error_details(self) -> tuple[str | None, str | None, str | None]:
+        errors = (self.meta.errors if self.meta else None) or []
+        if len(errors) == 1:
+            return errors[0].type, errors[0].description, None
+        if errors:
+            return errors[0].type, _clip("; ".join(f"{e.type}: {e.description}" for e in errors)), None
+        return self.error, self.error_description or self.error, None
 
 
 class AccessToken(BaseModel):
@@ -198,16 +282,23 @@ class AccessToken(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    access_token: SecretStr = Field(min_length=1)
+    access_token: Annotated[SecretStr, Field(min_length=1, max_length=8192)]
     token_type: Text
-    expires_in: Annotated[int, Field(strict=True, gt=0)]
-    scope: str = ""
+    expires_in: Annotated[int, Field(strict=True, gt=0, le=MAX_TOKEN_LIFETIME)]
+    scope: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+
+    @field_validator("access_token")
+    @classmethod
+    def _sendable(cls, value: SecretStr) -> SecretStr:
+        if not all("!" <= char <= "~" for char in value.get_secret_value()):
+            raise ValueError("the token is not printable ASCII without spaces, so it cannot be sent in a header")
+        return value
 
     @field_validator("token_type")
     @classmethod
     def _bearer_only(cls, value: str) -> str:
         if value.lower() != "bearer":
-            raise ValueError(f"token_type is {value!r}, expected 'Bearer'")
+            raise ValueError("token_type is not 'Bearer'")
         return value
 
 
@@ -217,27 +308,29 @@ class ApiUsageRecord(_Payload):
     requests_count: Count
 
 
-class _ApiQuotaUsageData(_Payload):
-    mmyyyy: Annotated[str, Field(strict=True, pattern=r"^(0[1-9]|1[0-2])\d{4}$")]
+def _month_of(mmyyyy: str) -> str:
+    date(int(mmyyyy[2:]), int(mmyyyy[:2]), 1)  # "120000" is no month: year 0 does not exist
+    return mmyyyy
+
+
+class ApiQuotaUsageData(_Payload):
+    """The ``data`` of ``GET /ads/v1/apiquotausage``, validated once."""
+
+    mmyyyy: Annotated[str, Field(strict=True, pattern=r"^(0[1-9]|1[0-2])\d{4}$"), AfterValidator(_month_of)]
     api_quota: Count
-    sponsored_jobs_spend_amount: Annotated[Decimal, Field(allow_inf_nan=False, ge=0)]
+    sponsored_jobs_spend_amount: Money
     currency_code: Annotated[str, Field(strict=True, pattern=r"^[A-Z]{3}$")]
-    api_usage: list[Annotated[dict[str, Any], Field()]]
+    api_usage: list[dict[str, Any]]
+    #: ``apiUsage``'s ``requestsCount`` added up (each record validated once, here).
+    requests_count: int = 0
 
-    @field_validator("sponsored_jobs_spend_amount", mode="before")
-    @classmethod
-    def _no_binary_float(cls, value: Any) -> Any:
-        # A float here means the payload went through a binary float somewhere: refuse it.
-        if isinstance(value, (bool, float)):
-            raise ValueError("must be an exact decimal number, not a binary float or boolean")
-        return value
-
-    @field_validator("api_usage")
-    @classmethod
-    def _records_have_counts(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for record in value:
-            ApiUsageRecord.model_validate(record)
-        return value
+    @model_validator(mode="after")
+    def _add_up_requests(self) -> ApiQuotaUsageData:
+        total = sum(ApiUsageRecord.model_validate(record).requests_count for record in self.api_usage)
+        if total > MAX_COUNT:
+            raise ValueError(f"apiUsage requestsCount adds up to {total}, more than fits a BIGINT")
+        object.__setattr__(self, "requests_count", total)
+        return self
 
 
 def plain_decimal(value: Decimal) -> str:
@@ -256,10 +349,6 @@ class ApiQuotaUsage(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    @field_serializer("spend_amount", when_used="json")
-    def _spend_in_plain_notation(self, spend: Decimal) -> str:
-        return plain_decimal(spend)
-
     employer_id: str | None
     month: str
     month_start: date
@@ -269,33 +358,25 @@ class ApiQuotaUsage(BaseModel):
     currency_code: str
     api_usage: list[dict[str, Any]]
 
-    @classmethod
-    def from_api(cls, data: Any, *, employer_id: str | None, status: int | None = None) -> ApiQuotaUsage:
-        """
-        Build the record from the ``data`` of ``GET /v1/apiquotausage``.
+    @field_serializer("spend_amount", when_used="json")
+    def _spend_in_plain_notation(self, spend: Decimal) -> str:
+        return plain_decimal(spend)
 
-        :param data: the decoded ``data`` object.
-        :param employer_id: the employer the token represents.
-        :param status: HTTP status, for error messages.
-        :raise UnexpectedResponseError: naming each field that is missing or wrong.
+    @classmethod
+    def from_api(cls, data: ApiQuotaUsageData, *, employer_id: str | None) -> ApiQuotaUsage:
         """
-        raw = parse_payload(_ApiQuotaUsageData, data, api="Indeed", what="data of GET /v1/apiquotausage", status=status)
-        requests_count = sum(ApiUsageRecord.model_validate(r).requests_count for r in raw.api_usage)
-        if requests_count > MAX_COUNT:
-            raise UnexpectedResponseError(
-                f"data.apiUsage requestsCount adds up to {requests_count}, more than fits a BIGINT",
-                api="Indeed",
-                status=status,
-                code="UNEXPECTED_RESPONSE",
-            )
-        month_start = date(int(raw.mmyyyy[2:]), int(raw.mmyyyy[:2]), 1)
+        Build the record from the validated ``data`` of ``GET /ads/v1/apiquotausage``.
+
+        :param data: the validated ``data`` object.
+        :param employer_id: the employer the token represents.
+        """
         return cls(
             employer_id=employer_id,
-            month=format_month(month_start),
-            month_start=month_start,
-            api_quota=raw.api_quota,
-            requests_count=requests_count,
-            spend_amount=raw.sponsored_jobs_spend_amount,
-            currency_code=raw.currency_code,
-            api_usage=raw.api_usage,
+            month=data.mmyyyy,
+            month_start=date(int(data.mmyyyy[2:]), int(data.mmyyyy[:2]), 1),
+            api_quota=data.api_quota,
+            requests_count=data.requests_count,
+            spend_amount=data.sponsored_jobs_spend_amount,
+            currency_code=data.currency_code,
+            api_usage=data.api_usage,
         )

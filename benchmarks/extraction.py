@@ -156,7 +156,7 @@ def run_project(months: list[str], employer_ids: list[str], fault: Callable[[int
 
 
 def project_write(conn_id: str, batches: list[list[Any]]) -> float:
-    from airflow_provider_quota.warehouse import get_db_hook, write_usage
+    from airflow_provider_quota.utils.warehouse import get_db_hook, write_usage
 
     extracted_at = datetime.now(timezone.utc)
     begin = time.perf_counter()

@@ -131,7 +131,7 @@ def run(sandbox_url: str) -> int:
 
 
 def show_monthly_spend(dag, client) -> bool:
-    from airflow_provider_quota.warehouse import get_db_hook
+    from airflow_provider_quota.utils.warehouse import get_db_hook
 
     print("== indeed_monthly_spend: monthly Indeed API usage and spend, mapped over 3 employers ==")
     # Manual runs of an interval timetable cover the month that ends at the logical date.

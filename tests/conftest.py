@@ -95,29 +95,26 @@ def read_xcom(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
 @contextmanager
 def time_travel(monkeypatch: pytest.MonkeyPatch, start: datetime) -> Iterator[Any]:
     """
-    Travel in time from ``start``: the sensor's and the trigger's sleeps move the clock (the
-    sandbox's too, it runs in this process) instead of waiting. ``traveller.slept`` lists them.
+    Travel in time from ``start``: sleeps move the clock (the sandbox's too, it runs in this process)
+    instead of waiting: ``time.sleep`` (what a sensor in poke mode sleeps with) and the triggers'
+    asyncio sleeps. ``traveller.slept`` lists them.
     """
-    import types
+    import time
 
     import time_machine
 
     with time_machine.travel(start, tick=True) as traveller:
         slept: list[float] = []
-        monotonic = [0.0]
 
         def sleep(seconds: float) -> None:
             slept.append(seconds)
-            monotonic[0] += seconds
             traveller.shift(seconds)
 
         async def asleep(seconds: float) -> None:
             sleep(seconds)
 
-        monkeypatch.setattr(
-            "airflow.sdk.bases.sensor.time", types.SimpleNamespace(sleep=sleep, monotonic=lambda: monotonic[0])
-        )
-        monkeypatch.setattr("airflow_provider_quota.triggers.sonarly._sleep", asleep)
+        monkeypatch.setattr(time, "sleep", sleep)
+        monkeypatch.setattr("airflow_provider_quota.triggers.base._sleep", asleep)
         traveller.slept = slept  # type: ignore[attr-defined]
         yield traveller
 
@@ -202,13 +199,9 @@ def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
     sleeps: list[float] = []
 
-    def sleep(self: QuotaApiHook, seconds: float) -> None:
-        sleeps.append(seconds)
-
     async def asleep(self: QuotaApiHook, seconds: float) -> None:
         sleeps.append(seconds)
 
-    monkeypatch.setattr(QuotaApiHook, "_sleep", sleep)
     monkeypatch.setattr(QuotaApiHook, "_asleep", asleep)
     return sleeps
 
@@ -271,28 +264,31 @@ def warehouse_conn_id(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_conn"))
 
 
-def fail_inserts_of(conn_id: str, table: str, month: str) -> Callable[[], None]:
+def fail_writes_of(conn_id: str, table: str, month: str) -> Callable[[], None]:
     """
-    Make the warehouse raise a real database error whenever a row of ``month`` is written to ``table``.
+    Make the warehouse raise a real database error whenever a row of ``month`` is inserted or updated in ``table``.
 
-    A trigger in the dialect's own language (SQLite, PostgreSQL, MySQL) raises "injected database
-    failure". Returns the function that removes it.
+    Triggers in the dialect's own language (SQLite, PostgreSQL, MySQL) raise "injected database
+    failure". Returns the function that removes them.
     """
-    from airflow_provider_quota.warehouse import get_db_hook
+    from airflow_provider_quota.utils.warehouse import get_db_hook
 
     hook = get_db_hook(conn_id)
     if hook.dialect_name == "sqlite":
-        hook.run(
-            f"CREATE TRIGGER {table}_fail BEFORE INSERT ON {table} WHEN NEW.month = '{month}' "
-            "BEGIN SELECT RAISE(ABORT, 'injected database failure'); END"
-        )
-        return lambda: hook.run(f"DROP TRIGGER {table}_fail")
+        for event in ("INSERT", "UPDATE"):
+            hook.run(
+                f"CREATE TRIGGER {table}_fail_{event} BEFORE {event} ON {table} WHEN NEW.month = '{month}' "
+                "BEGIN SELECT RAISE(ABORT, 'injected database failure'); END"
+            )
+        return lambda: hook.run([f"DROP TRIGGER {table}_fail_{event}" for event in ("INSERT", "UPDATE")])
     if hook.dialect_name == "mysql":
-        hook.run(
-            f"CREATE TRIGGER {table}_fail BEFORE INSERT ON {table} FOR EACH ROW BEGIN IF NEW.month = '{month}' "
-            "THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected database failure'; END IF; END"
-        )
-        return lambda: hook.run(f"DROP TRIGGER {table}_fail")
+        for event in ("INSERT", "UPDATE"):
+            hook.run(
+                f"CREATE TRIGGER {table}_fail_{event} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
+                f"IF NEW.month = '{month}' THEN SIGNAL SQLSTATE '45000' "
+                "SET MESSAGE_TEXT = 'injected database failure'; END IF; END"
+            )
+        return lambda: hook.run([f"DROP TRIGGER {table}_fail_{event}" for event in ("INSERT", "UPDATE")])
     hook.run(
         f"CREATE FUNCTION {table}_fail() RETURNS trigger AS $$ BEGIN IF NEW.month = '{month}' THEN "
         f"RAISE EXCEPTION 'injected database failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql; "

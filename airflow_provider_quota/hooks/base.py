@@ -1,14 +1,16 @@
 """
 The HTTP base shared by the Sonarly and Indeed hooks.
 
-One home for what both APIs need: the connection (resolved once), a safe base URL,
-connect and read timeouts on every request, one retry policy (tenacity: 429 and 5xx
-and transport errors, exponential backoff with jitter, ``Retry-After`` honoured up to
-a cap), and one response handler that turns error envelopes and unexpected answers
-into :class:`~airflow_provider_quota.exceptions.QuotaApiError`. The synchronous path
-uses a reused :class:`requests.Session`; the asynchronous path (for triggers) uses an
-:class:`httpx.AsyncClient` shared by every trigger on the event loop. Neither path
-ever logs, raises or reprs a credential.
+One home for what both APIs need: the connection (resolved once), a safe base URL, the
+settings of every request (:class:`HttpSettings`: timeouts, an overall deadline, a cap on
+the answer's size, one retry policy), and one response handler that turns error envelopes and
+unexpected answers into :class:`~airflow_provider_quota.exceptions.QuotaApiError`.
+
+There is one implementation of a request, asynchronous (httpx), used directly by triggers and
+through a process-wide I/O thread by the synchronous methods tasks call. Each connection has
+its own client (pool, request slots, no cookies), so nothing learned for one connection is sent
+for another and one slow host cannot take the slots of another. Nothing here logs, raises or
+reprs a credential, and text from the network is stripped of the connection's secrets.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
+import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+import zlib
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from http.cookiejar import DefaultCookiePolicy
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_provider_quota import __version__
 from airflow_provider_quota.exceptions import (
-    RETRYABLE_STATUSES,
     ConnectionConfigError,
     InvalidParameterError,
     QuotaApiError,
@@ -43,20 +49,70 @@ from airflow_provider_quota.exceptions import (
 if TYPE_CHECKING:
     import ssl
 
-    import requests
+    import httpx
     from airflow.sdk import Connection
     from tenacity import RetryCallState
 
 USER_AGENT = f"airflow-provider-quota/{__version__}"
 _MAX_ID_LENGTH = 256
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class JsonResponse:
-    """A decoded JSON answer and its HTTP status."""
+class HttpSettings(BaseModel):
+    """
+    Timeouts, limits and retries of every request a hook sends: the one place they are defined.
 
-    status: int
-    payload: dict[str, Any]
+    Tasks pass them as ``hook_params`` (plain numbers). What a failure costs, end to end: a call
+    sends at most ``max_attempts`` requests (the first, then retries of 408, 429, 5xx and
+    transport failures after a jittered exponential backoff, or after the server's
+    ``Retry-After`` when that is longer; a ``Retry-After`` above ``max_retry_wait`` fails at once).
+    Anything else (400, 401, 403, 404, an untrusted certificate, an answer too large or out of
+    bounds) is permanent: no retry by the hook, and none by Airflow either. A transient failure
+    fails the task, which Airflow retries ``retries`` times. A deferred gate's trigger makes one
+    call per check and ends after 3 failed checks in a row. So a quota gate whose API keeps
+    failing costs at most ``max_attempts x (1 + 3) x (retries + 1)`` requests.
+
+    :param connect_timeout: seconds to wait for a TCP and TLS connection.
+    :param read_timeout: seconds to wait for the server between bytes of the answer.
+    :param deadline: seconds for a whole attempt, from connecting to the last byte, however slowly
+        the server drips its answer.
+    :param max_response_bytes: the largest answer read (after gzip or deflate), in bytes.
+    :param max_attempts: requests per call, the first one included (1 disables retries).
+    :param backoff_initial: first backoff in seconds; it doubles on each retry, with jitter.
+    :param backoff_max: the longest backoff between two attempts, in seconds.
+    :param max_retry_wait: the longest ``Retry-After`` honoured, in seconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    connect_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
+    read_timeout: float = Field(30.0, gt=0, allow_inf_nan=False)
+    deadline: float = Field(60.0, gt=0, allow_inf_nan=False)
+    max_response_bytes: int = Field(4 * 2**20, ge=1024)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_initial: float = Field(1.0, gt=0, allow_inf_nan=False)
+    backoff_max: float = Field(30.0, gt=0, allow_inf_nan=False)
+    max_retry_wait: float = Field(300.0, ge=0, allow_inf_nan=False)
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any] | None) -> HttpSettings:
+        """
+        Validate settings given as keyword arguments or ``hook_params``.
+
+        :raise InvalidParameterError: naming each unknown key and bad value.
+        """
+        try:
+            return cls.model_validate(dict(params or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise InvalidParameterError(f"hook settings: {problems} (allowed: {', '.join(cls.model_fields)})") from None
+
+    @classmethod
+    def params(cls, hook_params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The given ``hook_params``, validated: what a task stores and sends to its trigger."""
+        return cls.of(hook_params).model_dump(exclude_unset=True)
 
 
 def validate_id(value: object, *, name: str) -> str:
@@ -72,14 +128,14 @@ def validate_id(value: object, *, name: str) -> str:
         raise InvalidParameterError(f"{name} must be a string, not {type(value).__name__}")
     if not value:
         raise InvalidParameterError(f"{name} is empty")
+    if len(value) > _MAX_ID_LENGTH:
+        raise InvalidParameterError(f"{name} is {len(value)} characters long, more than {_MAX_ID_LENGTH}")
     if value != value.strip():
         raise InvalidParameterError(f"{name} {value!r} has leading or trailing whitespace")
     if value in (".", ".."):
         raise InvalidParameterError(f"{name} {value!r} is not an id")
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
         raise InvalidParameterError(f"{name} {value!r} contains a control character")
-    if len(value) > _MAX_ID_LENGTH:
-        raise InvalidParameterError(f"{name} is {len(value)} characters long, more than {_MAX_ID_LENGTH}")
     return value
 
 
@@ -93,55 +149,30 @@ def quote_path_segment(value: object, *, name: str) -> str:
     return quote(validate_id(value, name=name), safe="")
 
 
-#: Keyword arguments of every hook that tasks may pass through ``hook_params``: plain numbers.
-HOOK_PARAM_NAMES = frozenset(
-    {"connect_timeout", "read_timeout", "max_attempts", "backoff_initial", "backoff_max", "max_retry_wait"}
-)
-
-
-def validate_hook_params(hook_params: Mapping[str, Any] | None) -> dict[str, float]:
-    """
-    Check the ``hook_params`` of a sensor or operator: known settings with numeric values only.
-
-    They travel to the triggerer and into rendered task fields, so nothing else may ride along.
-
-    :raise InvalidParameterError: naming the unknown key or the non-numeric value.
-    """
-    params = dict(hook_params or {})
-    unknown = set(params) - HOOK_PARAM_NAMES
-    if unknown:
-        raise InvalidParameterError(
-            f"hook_params has unknown keys {sorted(unknown)}; allowed: {sorted(HOOK_PARAM_NAMES)}"
-        )
-    for name, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidParameterError(f"hook_params[{name!r}] must be a number, not {value!r}")
-    return params
-
-
-def clip_text(value: Any, limit: int = 500) -> str | None:
-    """Return an API-provided value as text of bounded length (None stays None)."""
-    if value is None:
-        return None
-    text = str(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def check_credential_text(value: str | None, *, what: str, conn_id: str) -> None:
     """
-    Refuse a credential holding whitespace or control characters, without ever echoing it.
+    Refuse a credential that is not printable ASCII without spaces, without ever echoing it.
 
     A key pasted with a trailing line break is the usual case: sent in a header, it makes the HTTP
-    client raise an error that quotes the whole header, key included.
+    client raise an error that quotes the whole header, key included. Non-ASCII characters have no
+    single encoding in a header.
 
     :raise ConnectionConfigError: naming the connection, the field and the first bad position.
     """
     for position, char in enumerate(value or "", start=1):
-        if char.isspace() or not char.isprintable():
-            kind = "a line break" if char in "\r\n" else "a space" if char == " " else "a control character"
+        if not "!" <= char <= "~":
+            kind = (
+                "a line break"
+                if char in "\r\n"
+                else "a space"
+                if char.isspace()
+                else "a non-ASCII character"
+                if char.isprintable()
+                else "a control character"
+            )
             raise ConnectionConfigError(
                 f"Connection {conn_id!r}: the {what} holds {kind} (character {position} of {len(value or '')}); "
-                "enter it again without spaces or line breaks"
+                "enter it again as printable ASCII without spaces or line breaks"
             )
 
 
@@ -207,11 +238,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     """
     Read a ``Retry-After`` header: delta-seconds or an HTTP date.
 
-    :return: seconds to wait (never negative), or None when absent or unreadable.
+    :return: seconds to wait (never negative, finite), or None when absent or unreadable.
     """
-    if value is None:
-        return None
-    text = value.strip()
+    text = (value or "").strip()
     if not text:
         return None
     try:
@@ -219,7 +248,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             return None
@@ -233,6 +262,12 @@ def _reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _bounded_int(text: str) -> int | Decimal:
+    # Past 40 digits no count is plausible: keep it a Decimal, which every count field refuses by name
+    # (int() of thousands of digits is slow, and past 4,300 a bare ValueError).
+    return int(text) if len(text) <= 40 else Decimal(text)
+
+
 def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """
     Decode a JSON object, keeping every non-integer number an exact Decimal.
@@ -243,22 +278,126 @@ def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, A
         return None, "an empty body"
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type == "text/html" or body.lstrip()[:1] == b"<":
-        return None, f"an HTML page (Content-Type {media_type or 'unset'}), not JSON; a proxy or a wrong host?"
+        return None, f"an HTML page (Content-Type {media_type[:60] or 'unset'}), not JSON; a proxy or a wrong host?"
     try:
-        payload = json.loads(body, parse_float=Decimal, parse_constant=_reject_json_constant)
+        payload = json.loads(body, parse_float=Decimal, parse_int=_bounded_int, parse_constant=_reject_json_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"malformed JSON ({exc})"
+        return None, f"malformed JSON ({str(exc)[:200]})"
+    except RecursionError:
+        return None, "JSON nested too deep"
     if not isinstance(payload, dict):
         return None, f"JSON that is not an object (a {type(payload).__name__})"
     return payload, None
 
 
-#: Requests in flight at once through one event loop's shared client, and its kept-alive connections.
+class _AnswerRefusedError(Exception):
+    """An answer the hook stops reading: too large, or in an encoding it did not ask for."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _BodyReader:
+    """An answer's body, inflated here (gzip, deflate) and refused past ``limit`` bytes."""
+
+    def __init__(self, content_encoding: str | None, limit: int) -> None:
+        encoding = (content_encoding or "identity").strip().lower()
+        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+        if wbits is None and encoding != "identity":
+            raise _AnswerRefusedError(
+                f"the answer's Content-Encoding {encoding[:40]!r} was not asked for", "UNEXPECTED_RESPONSE"
+            )
+        self._inflater = None if wbits is None else zlib.decompressobj(wbits)
+        self._limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            if self._inflater is None:
+                data, chunk = chunk, b""
+            else:  # inflate at most what fits, so a small bomb never becomes a big buffer
+                data = self._inflater.decompress(chunk, self._limit + 1 - self._size)
+                chunk = self._inflater.unconsumed_tail
+            self._size += len(data)
+            if self._size > self._limit:
+                raise _AnswerRefusedError(
+                    f"the answer is larger than max_response_bytes={self._limit}", "RESPONSE_TOO_LARGE"
+                )
+            self._parts.append(data)
+
+    def body(self) -> bytes:
+        return b"".join(self._parts)
+
+
+def _ssl_context() -> ssl.SSLContext | bool:
+    """Verification always on; a private CA from the variables requests users set, else httpx's defaults."""
+    cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if not cafile:
+        return True
+    import ssl
+
+    return ssl.create_default_context(cafile=cafile)
+
+
+#: Requests in flight at once per connection and event loop, and that connection's kept-alive sockets.
 #: httpx's pool gets slower with every request queued inside it and counts that queueing against
 #: the pool timeout (encode/httpx#3215, #1171): thousands of triggers waking together made it time
-#: out. The excess waits on a semaphore instead, outside the pool (see benchmarks/ and
-#: docs/performance.md).
+#: out. The excess waits on a semaphore instead, outside the pool (see docs/performance.md).
 ASYNC_MAX_CONNECTIONS = 10
+#: Seconds an idle client stays open, so that calls in a row reuse its connections.
+CLIENT_IDLE_SECONDS = 5.0
+
+
+class _ConnectionClient:
+    """One httpx.AsyncClient per (event loop, connection, base URL), closed a few seconds after its last user."""
+
+    _registry: ClassVar[
+        weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _ConnectionClient]]
+    ] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+            limits=httpx.Limits(max_connections=ASYNC_MAX_CONNECTIONS, max_keepalive_connections=ASYNC_MAX_CONNECTIONS),
+            follow_redirects=False,
+            verify=_ssl_context(),
+        )
+        # No cookies kept: no answer can make the client send something back, to this host or another.
+        self.client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        #: A request holds a slot from sending to reading the last byte of the answer.
+        self.slots = asyncio.Semaphore(ASYNC_MAX_CONNECTIONS)
+        self.users = 0
+        self._closing: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def borrow(cls, key: tuple[str, str]) -> AsyncIterator[_ConnectionClient]:
+        loop = asyncio.get_running_loop()
+        clients = cls._registry.setdefault(loop, {})
+        shared = clients.get(key)
+        if shared is None:
+            shared = clients[key] = cls()
+        if shared._closing is not None:
+            shared._closing.cancel()
+            shared._closing = None
+        shared.users += 1
+        try:
+            yield shared
+        finally:
+            shared.users -= 1
+            if shared.users == 0:
+                shared._closing = loop.call_later(CLIENT_IDLE_SECONDS, shared._close_if_idle, clients, key)
+
+    def _close_if_idle(self, clients: dict[tuple[str, str], _ConnectionClient], key: tuple[str, str]) -> None:
+        if self.users == 0 and clients.get(key) is self:
+            del clients[key]
+            self._closed = asyncio.ensure_future(self.client.aclose())
+
 
 _LOOKUP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
@@ -272,55 +411,45 @@ def _connection_lookup_slots() -> asyncio.Semaphore:
     return slots
 
 
-class _SharedAsyncClient:
-    """One httpx.AsyncClient per event loop, shared by every trigger on it and closed by the last user."""
+class _IoThread:
+    """The event loop that runs the synchronous hook calls of this process, in a daemon thread."""
 
-    _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, _SharedAsyncClient]] = {}
-
-    def __init__(self) -> None:
-        import httpx
-
-        self.client = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT},
-            limits=httpx.Limits(max_connections=ASYNC_MAX_CONNECTIONS, max_keepalive_connections=ASYNC_MAX_CONNECTIONS),
-            follow_redirects=False,
-        )
-        #: A request holds a slot from sending to reading the last byte of the answer.
-        self.slots = asyncio.Semaphore(ASYNC_MAX_CONNECTIONS)
-        self.users = 0
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _loop: ClassVar[asyncio.AbstractEventLoop | None] = None
+    _pid: ClassVar[int | None] = None
 
     @classmethod
-    @asynccontextmanager
-    async def borrow(cls) -> AsyncIterator[_SharedAsyncClient]:
-        loop = asyncio.get_running_loop()
-        shared = cls._by_loop.get(loop)
-        if shared is None:
-            shared = cls._by_loop[loop] = cls()
-        shared.users += 1
+    def run(cls, coroutine: Coroutine[Any, Any, T]) -> T:
+        with cls._lock:
+            if cls._loop is None or cls._pid != os.getpid():  # a forked worker needs its own thread
+                cls._loop, cls._pid = asyncio.new_event_loop(), os.getpid()
+                threading.Thread(target=cls._loop.run_forever, name="quota-hook-io", daemon=True).start()
+            loop = cls._loop
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         try:
-            yield shared
-        finally:
-            shared.users -= 1
-            if shared.users == 0 and cls._by_loop.get(loop) is shared:
-                del cls._by_loop[loop]
-                await shared.client.aclose()
+            return future.result()
+        except BaseException:
+            future.cancel()  # the caller gave up (task timeout, kill): so does the request
+            raise
+
+
+@dataclass(frozen=True)
+class JsonResponse:
+    """A decoded JSON answer and its HTTP status."""
+
+    status: int
+    payload: dict[str, Any]
 
 
 class QuotaApiHook(BaseHook):
     """
     Base of the provider's hooks: connection, timeouts, retries and envelopes, shared by both APIs.
 
-    Subclasses set the class attributes below and implement :meth:`_auth_headers`,
-    :meth:`_check_credentials` and :meth:`_error_details`.
+    Subclasses set the class attributes below and implement :meth:`_check_credentials`,
+    :meth:`_secrets` and :meth:`_error_details`.
 
     :param conn_id: the Airflow connection id.
-    :param connect_timeout: seconds to wait for a TCP/TLS connection.
-    :param read_timeout: seconds to wait for the server between bytes of the answer.
-    :param max_attempts: attempts per request, the first one included (1 disables retries).
-    :param backoff_initial: first backoff in seconds; it doubles on each retry, with jitter.
-    :param backoff_max: the longest backoff between two attempts, in seconds.
-    :param max_retry_wait: the longest ``Retry-After`` the hook will honour, in seconds; a
-        longer one fails at once with :class:`RetryAfterTooLongError` instead of holding a worker.
+    :param settings: :class:`HttpSettings` as keyword arguments (``read_timeout=10``...).
     """
 
     conn_name_attr: ClassVar[str]
@@ -332,39 +461,12 @@ class QuotaApiHook(BaseHook):
     #: Base URL used when the connection has no host.
     default_host: ClassVar[str]
 
-    def __init__(
-        self,
-        conn_id: str,
-        *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
-        max_attempts: int = 5,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 30.0,
-        max_retry_wait: float = 300.0,
-    ) -> None:
+    def __init__(self, conn_id: str, **settings: Any) -> None:
         super().__init__()
         if not isinstance(conn_id, str) or not conn_id:
             raise InvalidParameterError(f"{self.conn_name_attr} must be a non-empty string, not {conn_id!r}")
-        for name, number in (
-            ("connect_timeout", connect_timeout),
-            ("read_timeout", read_timeout),
-            ("backoff_initial", backoff_initial),
-            ("backoff_max", backoff_max),
-        ):
-            if not number > 0:
-                raise InvalidParameterError(f"{name} must be a positive number of seconds, not {number!r}")
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise InvalidParameterError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
-        if not max_retry_wait >= 0:
-            raise InvalidParameterError(f"max_retry_wait must be >= 0 seconds, not {max_retry_wait!r}")
         self.conn_id = conn_id
-        self.connect_timeout = float(connect_timeout)
-        self.read_timeout = float(read_timeout)
-        self.max_attempts = max_attempts
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
-        self.max_retry_wait = float(max_retry_wait)
+        self.settings = HttpSettings.of(settings)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conn_name_attr}={self.conn_id!r})"
@@ -403,7 +505,7 @@ class QuotaApiHook(BaseHook):
             return {}
         try:
             extras = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ConnectionConfigError(f"Connection {self.conn_id!r}: the extra field is not valid JSON") from None
         if not isinstance(extras, dict):
             raise ConnectionConfigError(f"Connection {self.conn_id!r}: the extra field must be a JSON object")
@@ -431,87 +533,44 @@ class QuotaApiHook(BaseHook):
             conn_id=self.conn_id,
         )
 
-    @cached_property
-    def session(self) -> requests.Session:
-        """The requests session reused by every synchronous call of this hook."""
-        import requests
-
-        session = requests.Session()
-        session.headers["User-Agent"] = USER_AGENT
-        return session
-
     # ------------------------------------------------------------------ subclass API
 
     def _check_credentials(self, conn: Connection) -> None:
         """Raise ConnectionConfigError when the connection lacks a required credential."""
         raise NotImplementedError
 
-    def _error_details(self, payload: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
-        """Return ``(code, message, trace_id)`` from an error envelope, or Nones."""
+    def _secrets(self) -> list[str]:
+        """The credentials this hook holds (key, client secret, access tokens): never echoed back."""
+        raise NotImplementedError
+
+    def _error_details(self, payload: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+        """Return ``(code, message, trace_id)`` of an error answer, or Nones."""
         raise NotImplementedError
 
     def _is_error_payload(self, payload: dict[str, Any]) -> bool:
         """Whether a 2xx answer is nevertheless an error envelope."""
         return False
 
+    def redact(self, text: str) -> str:
+        """``text`` without any of this hook's credentials: for text that came from the network."""
+        for secret in sorted((s for s in self._secrets() if s), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
     # ------------------------------------------------------------------ requests
 
-    def _timeout(self) -> tuple[float, float]:
-        return (self.connect_timeout, self.read_timeout)
-
-    def request_json(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        form: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> JsonResponse:
+    def run_sync(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """
-        Send a request with the hook's timeouts and retry policy and return the decoded answer.
+        Run one of the hook's coroutines for a synchronous caller (a task), on the I/O thread.
 
-        :param method: HTTP method.
-        :param path: path below the base URL, already URL-encoded.
-        :param params: query parameters; None values are left out.
-        :param form: form fields for a form-encoded body.
-        :param headers: extra headers (the credential header is added by the caller).
-        :raise QuotaApiError: on an error answer, once retries are spent.
+        The connection is resolved first, in the caller's thread, as tasks expect.
         """
-        from tenacity import Retrying
-
-        url = self.base_url + path
-        query = _drop_none(params)
-        retrying = Retrying(sleep=self._sleep, **self._retry_policy(method, path))
         try:
-            return retrying(self._send, method, url, path, query, form, headers)
-        except QuotaApiError as exc:
-            raise _after_attempts(exc, retrying.statistics.get("attempt_number", 1)) from None
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        params: dict[str, Any] | None,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-    ) -> JsonResponse:
-        import requests
-
-        try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                data=form,
-                headers=headers,
-                timeout=self._timeout(),
-                allow_redirects=False,
-            )
-        except requests.exceptions.RequestException as exc:
-            raise self._transport_error(exc, method, path) from None
-        return self._handle_response(response.status_code, response.headers, response.content, method=method, path=path)
+            self.connection  # noqa: B018 (resolve it here)
+        except BaseException:
+            coroutine.close()
+            raise
+        return _IoThread.run(coroutine)
 
     async def arequest_json(
         self,
@@ -520,52 +579,78 @@ class QuotaApiHook(BaseHook):
         *,
         params: Mapping[str, Any] | None = None,
         form: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> JsonResponse:
         """
-        Asynchronous :meth:`request_json`, for triggers: the same policy, never blocking the loop.
+        Send a request with the hook's settings and retry policy and return the decoded answer.
 
-        Call :meth:`aget_checked_connection` first.
+        Call :meth:`aget_checked_connection` (or read :attr:`connection`) first.
+
+        :param method: HTTP method.
+        :param path: path below the base URL, already URL-encoded.
+        :param params: query parameters; None values are left out.
+        :param form: form fields for a form-encoded body.
+        :param token: the Bearer credential to send, if any (the only credential sent).
+        :raise QuotaApiError: on an error answer, once retries are spent.
         """
         from tenacity import AsyncRetrying
 
-        url = self.base_url + path
-        query = _drop_none(params)
+        query = None if params is None else {key: value for key, value in params.items() if value is not None}
         retrying = AsyncRetrying(sleep=self._asleep, **self._retry_policy(method, path))
         try:
-            async with _SharedAsyncClient.borrow() as shared:
-                return await retrying(self._asend, shared, method, url, path, query, form, headers)
+            async with _ConnectionClient.borrow((self.conn_id, self.base_url)) as shared:
+                return await retrying(self._send_once, shared, method, path, query, form, token)
         except QuotaApiError as exc:
-            raise _after_attempts(exc, retrying.statistics.get("attempt_number", 1)) from None
+            exc.attempts = retrying.statistics.get("attempt_number", 1) if exc.retryable else 1
+            raise
 
-    async def _asend(
+    async def _send_once(
         self,
-        shared: _SharedAsyncClient,
+        shared: _ConnectionClient,
         method: str,
-        url: str,
         path: str,
         params: dict[str, Any] | None,
         form: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
+        token: str | None,
     ) -> JsonResponse:
         import httpx
 
-        try:
-            async with shared.slots:
-                response = await shared.client.request(
+        settings = self.settings
+
+        async def exchange() -> tuple[int, httpx.Headers, bytes]:
+            async with (
+                shared.slots,
+                shared.client.stream(
                     method,
-                    url,
+                    self.base_url + path,
                     params=params,
                     data=form,
-                    headers=headers,
-                    timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
-                )
-        except httpx.TransportError as exc:
-            raise self._transport_error(exc, method, path) from None
-        return self._handle_response(response.status_code, response.headers, response.content, method=method, path=path)
+                    # The only credential sent: httpx adds none of its own (no netrc, no cookies).
+                    headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+                    timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                ) as response,
+            ):
+                length = response.headers.get("Content-Length", "")
+                if length.isdigit() and int(length) > settings.max_response_bytes:
+                    limit = settings.max_response_bytes
+                    raise _AnswerRefusedError(
+                        f"the answer announces {length} bytes, more than max_response_bytes={limit}",
+                        "RESPONSE_TOO_LARGE",
+                    )
+                reader = _BodyReader(response.headers.get("Content-Encoding"), settings.max_response_bytes)
+                async for chunk in response.aiter_raw():
+                    reader.feed(chunk)
+                return response.status_code, response.headers, reader.body()
 
-    def _sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        try:
+            status, headers, body = await asyncio.wait_for(exchange(), settings.deadline)
+        except (httpx.TransportError, asyncio.TimeoutError) as exc:
+            raise self._transport_error(exc, method, path) from None
+        except _AnswerRefusedError as exc:
+            raise UnexpectedResponseError(
+                f"{method} {path}: {exc}; not read further", api=self.api_name, code=exc.code, permanent=True
+            ) from None
+        return self._handle_response(status, headers, body, method=method, path=path)
 
     async def _asleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -575,8 +660,9 @@ class QuotaApiHook(BaseHook):
     def _retry_policy(self, method: str, path: str) -> dict[str, Any]:
         from tenacity import retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-        backoff = wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max) + wait_random(
-            0, self.backoff_initial
+        settings = self.settings
+        backoff = wait_exponential(multiplier=settings.backoff_initial, max=settings.backoff_max) + wait_random(
+            0, settings.backoff_initial
         )
 
         def wait(state: RetryCallState) -> float:
@@ -598,47 +684,56 @@ class QuotaApiHook(BaseHook):
                 path,
                 exc,
                 state.attempt_number,
-                self.max_attempts - 1,
+                settings.max_attempts - 1,
                 wait_seconds,
             )
 
         return {
-            "stop": stop_after_attempt(self.max_attempts),
+            "stop": stop_after_attempt(settings.max_attempts),
             "wait": wait,
-            "retry": retry_if_exception(lambda exc: isinstance(exc, QuotaApiError) and exc.retryable),
+            "retry": retry_if_exception(lambda exc: isinstance(exc, QuotaApiError) and bool(exc.retryable)),
             "before_sleep": log_retry,
             "reraise": True,
         }
 
     def _transport_error(self, exc: Exception, method: str, path: str) -> QuotaApiError:
-        unverified = _certificate_verification_error(exc)
+        import ssl
+
+        import httpx
+
+        causes = _causes(exc)
+        unverified = next((cause for cause in causes if isinstance(cause, ssl.SSLCertVerificationError)), None)
         if unverified is not None:  # no retry can make an untrusted certificate trusted
-            why = getattr(unverified, "verify_message", None) or getattr(unverified, "reason", None) or unverified
             return TlsVerificationError(
                 f"{method} {path}: the TLS certificate of {self.base_url} failed verification "
-                f"({why}); not retried. Fix the server's "
+                f"({getattr(unverified, 'verify_message', None) or unverified}); not retried. Fix the server's "
                 "certificate or the connection's host; a private CA can be trusted with the "
-                "REQUESTS_CA_BUNDLE and SSL_CERT_FILE environment variables",
+                "SSL_CERT_FILE or REQUESTS_CA_BUNDLE environment variables",
                 api=self.api_name,
                 code="TLS_VERIFICATION_FAILED",
-                retryable=False,
+                permanent=True,
             )
         name = type(exc).__name__
-        if _refused_before_sending(exc):
+        if isinstance(exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)):
             # The client refused to build the request (a header or URL it cannot send): the same
-            # request can never succeed, and the client's message quotes the header, credential included.
+            # request can never succeed, and the client's message may quote the header, credential included.
             return QuotaApiError(
                 f"{method} {path} could not be sent: the HTTP client refused a header or the URL "
                 f"({name}; details withheld, they may quote a credential). Check the connection",
                 api=self.api_name,
                 code="INVALID_REQUEST",
-                retryable=False,
+                permanent=True,
             )
-        timeout = "Timeout" in name
+        if isinstance(exc, asyncio.TimeoutError):
+            detail = f"no complete answer within deadline={self.settings.deadline:g} s"
+        else:  # the OS's error behind it says what happened ("ConnectionRefusedError: ...")
+            root = causes[-1]
+            behind = f" ({type(root).__name__}: {root})" if isinstance(root, OSError) and root is not exc else ""
+            detail = self.redact(f"{name}: {exc}{behind}")[:400]
         return QuotaApiError(
-            f"{method} {path} got no complete answer: {name}: {exc}",
+            f"{method} {path} got no complete answer: {detail}",
             api=self.api_name,
-            code="TIMEOUT" if timeout else "CONNECTION_ERROR",
+            code="TIMEOUT" if "Timeout" in name else "CONNECTION_ERROR",
             retryable=True,
         )
 
@@ -648,16 +743,9 @@ class QuotaApiHook(BaseHook):
         payload, problem = decode_json_body(body, headers.get("Content-Type"))
         if status >= 400 or (payload is not None and self._is_error_payload(payload)):
             raise self._api_error(status, headers, payload, problem, method=method, path=path)
-        if payload is None:
+        if payload is None or not 200 <= status < 300:
             raise UnexpectedResponseError(
-                f"{method} {path} answered HTTP {status} with {problem}",
-                api=self.api_name,
-                status=status,
-                code="UNEXPECTED_RESPONSE",
-            )
-        if not 200 <= status < 300:
-            raise UnexpectedResponseError(
-                f"{method} {path} answered HTTP {status}, expected 2xx",
+                f"{method} {path} answered HTTP {status} with {problem or 'a status other than 2xx'}",
                 api=self.api_name,
                 status=status,
                 code="UNEXPECTED_RESPONSE",
@@ -674,91 +762,34 @@ class QuotaApiHook(BaseHook):
         method: str,
         path: str,
     ) -> QuotaApiError:
-        code, message, trace_id = self._error_details(payload)
+        code, message, trace_id = self._error_details(payload) if payload is not None else (None, None, None)
+        code, message, trace_id = (None if text is None else self.redact(text) for text in (code, message, trace_id))
         if not message:
             message = f"{method} {path} answered HTTP {status}" + (f" with {problem}" if problem else "")
-        retryable = status in RETRYABLE_STATUSES
-        retry_after = parse_retry_after(headers.get("Retry-After")) if retryable else None
-        if retry_after is not None and retry_after > self.max_retry_wait:
+        error = QuotaApiError(message, api=self.api_name, status=status, code=code, trace_id=trace_id)
+        if error.retryable:
+            error.retry_after = parse_retry_after(headers.get("Retry-After"))
+        if error.retry_after is not None and error.retry_after > self.settings.max_retry_wait:
             return RetryAfterTooLongError(
-                f"{message}; the server asked to retry after {retry_after:.0f} s, more than "
-                f"max_retry_wait={self.max_retry_wait:.0f} s, so the request fails now instead of "
+                f"{message}; the server asked to retry after {error.retry_after:.0f} s, more than "
+                f"max_retry_wait={self.settings.max_retry_wait:.0f} s, so the request fails now instead of "
                 "holding a worker",
                 api=self.api_name,
                 status=status,
                 code=code,
                 trace_id=trace_id,
                 retryable=False,
-                retry_after=retry_after,
+                permanent=False,  # the server may answer later: the task's own retries still apply
+                retry_after=error.retry_after,
             )
-        return QuotaApiError(
-            message,
-            api=self.api_name,
-            status=status,
-            code=code,
-            trace_id=trace_id,
-            retryable=retryable,
-            retry_after=retry_after,
-        )
+        return error
 
 
-def _drop_none(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if params is None:
-        return None
-    return {key: value for key, value in params.items() if value is not None}
-
-
-def _refused_before_sending(exc: BaseException) -> bool:
-    """Whether the HTTP client refused to build the request (requests' InvalidHeader, httpx's LocalProtocolError...)."""
-    import httpx
-    import requests
-
-    return isinstance(
-        exc,
-        (
-            requests.exceptions.InvalidHeader,
-            requests.exceptions.InvalidURL,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.MissingSchema,
-            httpx.LocalProtocolError,
-            httpx.UnsupportedProtocol,
-        ),
-    )
-
-
-def _certificate_verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """
-    The certificate verification failure behind a transport error, if that is what it is.
-
-    requests wraps it as SSLError(MaxRetryError(reason=urllib3 SSLError(SSLCertVerificationError)));
-    httpx as ConnectError caused by it. Other TLS errors (an EOF mid-handshake...) may be transient.
-    """
-    import ssl
-
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
-        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
-        pending.extend(item for item in linked if isinstance(item, BaseException))
-    return None
-
-
-def _after_attempts(exc: QuotaApiError, attempts: int) -> QuotaApiError:
-    """Say in the error how many attempts were spent when the last one was retryable."""
-    if attempts <= 1 or not exc.retryable:
-        return exc
-    return type(exc)(
-        f"{exc.api_message} (gave up after {attempts} attempts)",
-        api=exc.api,
-        status=exc.status,
-        code=exc.code,
-        trace_id=exc.trace_id,
-        retryable=exc.retryable,
-        retry_after=exc.retry_after,
-    )
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors behind it (httpx wraps the OS's or the TLS library's error twice)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

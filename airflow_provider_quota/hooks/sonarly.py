@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_quota.exceptions import ConnectionConfigError, InvalidParameterError, UnexpectedResponseError
-from airflow_provider_quota.hooks.base import (
-    JsonResponse,
-    QuotaApiHook,
-    check_credential_text,
-    clip_text,
-    quote_path_segment,
-)
+from airflow_provider_quota.exceptions import ConnectionConfigError, InvalidParameterError
+from airflow_provider_quota.hooks.base import QuotaApiHook, check_credential_text, quote_path_segment
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_quota.models import AccountGroup, ProspectingQuota
+
+QUOTA_PATH = "/v1/accounts/{account_group_id}/prospecting/quota"
 
 
 class SonarlyHook(QuotaApiHook):
@@ -28,11 +24,10 @@ class SonarlyHook(QuotaApiHook):
     the extra ``account_group_id`` is the account group used when a call names none.
 
     .. seealso::
-        :class:`~airflow_provider_quota.hooks.base.QuotaApiHook` for timeouts and retries.
+        :class:`~airflow_provider_quota.hooks.base.HttpSettings` for timeouts, limits and retries.
 
     :param sonarly_conn_id: the Airflow connection id.
-    :param kwargs: timeouts and retry settings: ``connect_timeout``, ``read_timeout``,
-        ``max_attempts``, ``backoff_initial``, ``backoff_max``, ``max_retry_wait``.
+    :param settings: :class:`~airflow_provider_quota.hooks.base.HttpSettings` as keyword arguments.
     """
 
     conn_name_attr = "sonarly_conn_id"
@@ -42,11 +37,9 @@ class SonarlyHook(QuotaApiHook):
     api_name = "Sonarly"
     default_host = "https://api.sonarly.io"
 
-    def __init__(self, sonarly_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(sonarly_conn_id, **kwargs)
+    def __init__(self, sonarly_conn_id: str = default_conn_name, **settings: Any) -> None:
+        super().__init__(sonarly_conn_id, **settings)
         self.sonarly_conn_id = sonarly_conn_id
-
-    # ------------------------------------------------------------------ base hooks
 
     def _check_credentials(self, conn: Connection) -> None:
         if not conn.password:
@@ -55,21 +48,16 @@ class SonarlyHook(QuotaApiHook):
             )
         check_credential_text(conn.password, what="API key (password)", conn_id=self.conn_id)
 
-    def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.connection.password}", "Accept": "application/json"}
+    def _secrets(self) -> list[str]:
+        return [self.connection.password or ""]
 
     def _is_error_payload(self, payload: dict[str, Any]) -> bool:
         return payload.get("success") is False
 
-    def _error_details(self, payload: dict[str, Any] | None) -> tuple[str | None, str | None, str | None]:
-        if payload is None:
-            return None, None, None
-        error = payload.get("error")
-        if not isinstance(error, dict):
-            error = {}
-        return clip_text(error.get("code")), clip_text(error.get("message")), clip_text(payload.get("traceId"))
+    def _error_details(self, payload: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+        from airflow_provider_quota.models import SonarlyEnvelope, error_details
 
-    # ------------------------------------------------------------------ API
+        return error_details(SonarlyEnvelope[Any], payload)
 
     def resolve_account_group_id(self, account_group_id: str | None = None) -> str:
         """
@@ -86,32 +74,31 @@ class SonarlyHook(QuotaApiHook):
             )
         return account_group_id
 
-    def _quota_request(self, account_group_id: str | None, list_type: str | None) -> tuple[str, dict[str, Any]]:
+    def quota_path(self, account_group_id: str | None = None) -> str:
+        """The quota's path for an account group (the argument, else the connection's), URL-encoded."""
         group = quote_path_segment(self.resolve_account_group_id(account_group_id), name="account_group_id")
-        if list_type is not None and (not isinstance(list_type, str) or not list_type.strip()):
-            raise InvalidParameterError(f"list_type must be a non-empty string or None, not {list_type!r}")
-        return f"/v1/accounts/{group}/prospecting/quota", {"listType": list_type}
+        return QUOTA_PATH.format(account_group_id=group)
 
-    def _parse_quota(self, response: JsonResponse) -> ProspectingQuota:
+    async def aget_prospecting_quota(
+        self, account_group_id: str | None = None, list_type: str | None = None
+    ) -> ProspectingQuota:
+        """Asynchronous :meth:`get_prospecting_quota`, for triggers."""
         from airflow_provider_quota.models import ProspectingQuota, SonarlyEnvelope, parse_payload
 
-        what = "the answer of GET /v1/accounts/{id}/prospecting/quota"
+        await self.aget_checked_connection()
+        path = self.quota_path(account_group_id)
+        if list_type is not None and (not isinstance(list_type, str) or not list_type.strip() or len(list_type) > 256):
+            raise InvalidParameterError(f"list_type must be a non-empty string or None, not {list_type!r:.80}")
+        response = await self.arequest_json("GET", path, params={"listType": list_type}, token=self.connection.password)
+        what = f"GET {QUOTA_PATH}"
         envelope = parse_payload(
-            SonarlyEnvelope, response.payload, api=self.api_name, what=what, status=response.status
+            SonarlyEnvelope[dict[str, Any]], response.payload, api=self.api_name, what=what, status=response.status
         )
-        if not isinstance(envelope.data, dict):
-            raise UnexpectedResponseError(
-                f"{what} has no data object",
-                api=self.api_name,
-                status=response.status,
-                code="UNEXPECTED_RESPONSE",
-                trace_id=envelope.trace_id,
-            )
         return parse_payload(
             ProspectingQuota,
             {**envelope.data, "trace_id": envelope.trace_id},
             api=self.api_name,
-            what=f"data of {what}",
+            what=what,
             status=response.status,
             trace_id=envelope.trace_id,
         )
@@ -126,35 +113,24 @@ class SonarlyHook(QuotaApiHook):
         :param list_type: e.g. ``LINKEDIN_CLASSIC``; sent as ``listType`` only when given.
         :raise QuotaApiError: on an error answer (401 bad key, 403 missing ``prospecting:read``...).
         """
-        path, params = self._quota_request(account_group_id, list_type)
-        return self._parse_quota(self.request_json("GET", path, params=params, headers=self._auth_headers()))
-
-    async def aget_prospecting_quota(
-        self, account_group_id: str | None = None, list_type: str | None = None
-    ) -> ProspectingQuota:
-        """Asynchronous :meth:`get_prospecting_quota`, for triggers."""
-        await self.aget_checked_connection()
-        path, params = self._quota_request(account_group_id, list_type)
-        return self._parse_quota(await self.arequest_json("GET", path, params=params, headers=self._auth_headers()))
+        return self.run_sync(self.aget_prospecting_quota(account_group_id, list_type))
 
     def list_account_groups(self) -> list[AccountGroup]:
         """List the account groups the API key can see (``GET /v1/accounts``)."""
         from airflow_provider_quota.models import AccountGroupList, SonarlyEnvelope, parse_payload
 
-        response = self.request_json("GET", "/v1/accounts", headers=self._auth_headers())
-        what = "the answer of GET /v1/accounts"
-        envelope = parse_payload(
-            SonarlyEnvelope, response.payload, api=self.api_name, what=what, status=response.status
-        )
-        groups = parse_payload(
-            AccountGroupList,
-            envelope.data,
-            api=self.api_name,
-            what=f"data of {what}",
-            status=response.status,
-            trace_id=envelope.trace_id,
-        )
-        return groups.items
+        async def list_groups() -> list[AccountGroup]:
+            response = await self.arequest_json("GET", "/v1/accounts", token=self.connection.password)
+            envelope = parse_payload(
+                SonarlyEnvelope[AccountGroupList],
+                response.payload,
+                api=self.api_name,
+                what="GET /v1/accounts",
+                status=response.status,
+            )
+            return envelope.data.items
+
+        return self.run_sync(list_groups())
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the API key with the free ``GET /v1/accounts``; used by the UI's Test button."""

@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, timezone
-from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_quota.exceptions import is_permanent
-from airflow_provider_quota.hooks.base import validate_hook_params
+from airflow_provider_quota.exceptions import fail_fast_on_permanent_errors
+from airflow_provider_quota.hooks.base import HttpSettings
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_quota.hooks.indeed import IndeedHook
-    from airflow_provider_quota.lineage import UsageRead
-
-#: ``month`` value that extracts the current month to date.
-CURRENT_MONTH = "current"
-
-
-def month_for_run(context: Context) -> date:
-    """
-    The month a DAG run is responsible for.
-
-    With an interval timetable (``data_interval_end > data_interval_start``): the month of
-    ``data_interval_start``. With a trigger timetable (Airflow 3's default for cron schedules:
-    start == end == logical date) or a manual run: the calendar month before the logical
-    date (or before ``run_after`` when there is none), i.e. the last completed month.
-    Months are read in the DAG's own time zone: the task receives these dates in UTC, where a
-    monthly run at midnight in Paris starts on the last day of the previous month.
-    """
-    from airflow_provider_quota.months import previous_month
-
-    dag_timezone = getattr(context.get("dag"), "timezone", None)
-
-    def local(moment: datetime) -> datetime:
-        return moment.astimezone(dag_timezone) if dag_timezone is not None and moment.tzinfo else moment
-
-    start = context.get("data_interval_start")
-    end = context.get("data_interval_end")
-    if start is not None and end is not None and end > start:
-        first = local(start)
-        return date(first.year, first.month, 1)
-    moment = local(
-        context.get("logical_date") or start or getattr(context.get("dag_run"), "run_after", None) or timezone.utcnow()
-    )
-    return previous_month(date(moment.year, moment.month, 1))
+    from airflow_provider_quota.utils.lineage import UsageRead
 
 
 class IndeedQuotaUsageOperator(BaseOperator):
@@ -60,14 +27,15 @@ class IndeedQuotaUsageOperator(BaseOperator):
     The record is returned (so it lands in XCom) as a JSON-serialisable dict, spend as an
     exact decimal string. With ``sql_conn_id`` it is also upserted into ``table`` through
     that connection's common.sql hook (SQLite, PostgreSQL, MySQL, Snowflake...): one row per
-    (employer_id, month), updated in place on reruns, written in one transaction. The table
-    is declared as an Asset in the task's outlets (see :func:`warehouse_table_asset`).
+    (employer_id, month), updated in place on reruns, never half-written (see
+    :mod:`airflow_provider_quota.utils.warehouse`). The table is declared as an Asset in the
+    task's outlets (see :func:`~airflow_provider_quota.warehouse.warehouse_table_asset`).
 
     Which month: ``month=None`` is the month the run is responsible for (the data interval's
     month with an interval timetable, the last completed month with a trigger timetable),
     ``"current"`` is the current month to date, ``"MMyyyy"`` or ``"YYYY-MM"`` a given month, and
-    a list of months backfills them in one task with one access token. Invalid months fail the
-    task without retries and without any request.
+    a list of months backfills them in one task with one access token, each month once. Invalid
+    months fail the task without retries and without any request.
 
     .. seealso::
         :class:`~airflow_provider_quota.hooks.indeed.IndeedHook`
@@ -78,7 +46,8 @@ class IndeedQuotaUsageOperator(BaseOperator):
     :param sql_conn_id: a common.sql connection to write to; None keeps the record in XCom only.
     :param table: the warehouse table, ``table`` or ``schema.table``. (templated)
     :param create_table: create the table when it does not exist.
-    :param hook_params: timeouts and retry settings for the hook, e.g. ``{"read_timeout": 10}``.
+    :param hook_params: :class:`~airflow_provider_quota.hooks.base.HttpSettings` for the hook,
+        e.g. ``{"read_timeout": 10}``.
     """
 
     template_fields: Sequence[str] = ("indeed_conn_id", "employer_id", "month", "table")
@@ -93,10 +62,10 @@ class IndeedQuotaUsageOperator(BaseOperator):
         sql_conn_id: str | None = None,
         table: str = "indeed_api_quota_usage",
         create_table: bool = True,
-        hook_params: dict[str, float] | None = None,
+        hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from airflow_provider_quota.warehouse import validate_table_name, warehouse_table_asset
+        from airflow_provider_quota.utils.warehouse import validate_table_name, warehouse_table_asset
 
         templated_table = isinstance(table, str) and "{{" in table
         if not templated_table:
@@ -110,7 +79,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
         self.sql_conn_id = sql_conn_id
         self.table = table
         self.create_table = create_table
-        self.hook_params = validate_hook_params(hook_params)
+        self.hook_params = HttpSettings.params(hook_params)
         # What this run read and wrote, for OpenLineage only (no secret, no extra request).
         self._lineage_reads: list[UsageRead] = []
         self._lineage_table: str | None = None
@@ -122,29 +91,13 @@ class IndeedQuotaUsageOperator(BaseOperator):
 
         return IndeedHook(self.indeed_conn_id, employer_id=self.employer_id, **self.hook_params)
 
-    def _months(self, context: Context) -> list[date | None]:
-        """Validated months to extract, in order, without duplicates; None is the current month."""
-        from airflow_provider_quota.months import parse_month
-
-        requested = self.month
-        if requested is None:
-            return [parse_month(month_for_run(context))]
-        values = list(requested) if isinstance(requested, (list, tuple)) else [requested]
-        if not values:
-            raise AirflowFailException("month is an empty list; give at least one month")
-        months: list[date | None] = []
-        for value in values:
-            month = None if value == CURRENT_MONTH else parse_month(value)
-            if month not in months:
-                months.append(month)
-        return months
-
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
-        from airflow_provider_quota.warehouse import get_db_hook, validate_table_name, write_usage
+        from airflow_provider_quota.utils.months import months_to_extract
+        from airflow_provider_quota.utils.warehouse import get_db_hook, validate_table_name, write_usage
 
         extracted_at = timezone.utcnow()
-        try:
-            months = self._months(context)
+        with fail_fast_on_permanent_errors():
+            months = months_to_extract(self.month, context)
             if self.sql_conn_id:
                 validate_table_name(self.table)
             # A missing or wrong warehouse connection fails here, before any (possibly paid) API call.
@@ -153,19 +106,11 @@ class IndeedQuotaUsageOperator(BaseOperator):
             self._lineage_reads = [(self.hook.base_url, record.employer_id or "", record.month) for record in records]
             if db_hook is not None:
                 written = write_usage(
-                    db_hook,
-                    self.table,
-                    records,
-                    extracted_at=extracted_at,
-                    create_table=self.create_table,
+                    db_hook, self.table, records, extracted_at=extracted_at, create_table=self.create_table
                 )
                 self.log.info("Upserted %d row(s) into %s via %s", written, self.table, self.sql_conn_id)
                 self._lineage_table = self.table
-        except Exception as exc:
-            if is_permanent(exc):
-                raise AirflowFailException(str(exc)) from exc
-            raise
-        results = [_xcom_record(record.model_dump(mode="json"), extracted_at) for record in records]
+        results = [{**record.model_dump(mode="json"), "extracted_at": extracted_at.isoformat()} for record in records]
         for result in results:
             self.log.info(
                 "Employer %s, month %s: %d of %d API requests used, spend %s %s",
@@ -176,8 +121,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
                 result["spend_amount"],
                 result["currency_code"],
             )
-        is_list = isinstance(self.month, (list, tuple))
-        return results if is_list else results[0]
+        return results if isinstance(self.month, (list, tuple)) else results[0]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
         """
@@ -186,17 +130,13 @@ class IndeedQuotaUsageOperator(BaseOperator):
         Inputs: one dataset per employer and month read, namespace the Indeed API's base URL,
         name ``ads/v1/apiquotausage/<employer_id>/<MMyyyy>``. Output: the warehouse table, when
         this run wrote one, named as the OpenLineage SQL integrations name it (see
-        :mod:`airflow_provider_quota.lineage`). Built from what ``execute`` recorded: no API request.
+        :mod:`airflow_provider_quota.utils.lineage`). Built from what ``execute`` recorded: no API request.
 
         :param task_instance: the finished task instance (unused).
         :return: the lineage, or None without the OpenLineage provider.
         """
-        from airflow_provider_quota.lineage import indeed_usage_lineage
+        from airflow_provider_quota.utils.lineage import indeed_usage_lineage
 
         return indeed_usage_lineage(
             self._lineage_reads, sql_conn_id=self.sql_conn_id, table=self._lineage_table, create_table=self.create_table
         )
-
-
-def _xcom_record(record: dict[str, Any], extracted_at: datetime) -> dict[str, Any]:
-    return {**record, "extracted_at": extracted_at.isoformat()}

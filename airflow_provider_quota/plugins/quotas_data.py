@@ -253,7 +253,7 @@ def read_spend(conn_id: str, table: str, *, since: date) -> list[SpendRow]:
     :param table: the table, ``table`` or ``schema.table``.
     :param since: the first month to read (a month's first day).
     """
-    from airflow_provider_quota.warehouse import get_db_hook, validate_table_name
+    from airflow_provider_quota.utils.warehouse import get_db_hook, validate_table_name
 
     hook = get_db_hook(conn_id)
     sql = (

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from airflow.sdk import timezone
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_quota.exceptions import is_permanent
-from airflow_provider_quota.timing import seconds_until_next_check
-
-#: The longest single asyncio.sleep; the wall clock is read again after each one.
-MAX_SLEEP_STEP_SECONDS = 600.0
-#: The longest wait between two checks after failures.
-MAX_FAILURE_BACKOFF_SECONDS = 3600.0
-
-
-def _now() -> datetime:
-    return timezone.utcnow()
-
-
-async def _sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
+from airflow_provider_quota.triggers.base import (
+    MAX_CONSECUTIVE_FAILURES,
+    MAX_FAILURE_BACKOFF_SECONDS,
+    sleep_until,
+    wall_clock,
+)
+from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, after_reset, later
 
 
 class SonarlyQuotaResetTrigger(BaseTrigger):
     """
     Sleep until the prospecting quota resets, check it once, and fire when it is usable.
 
-    The trigger sleeps until ``reset_at`` plus a short grace and a random jitter, then makes
-    one quota request. If the quota is still not usable (the reset moved, clock skew), it
-    sleeps until the new ``resetAt``, or ``poke_interval`` when there is none. Transient
-    errors (retried by the hook first) back off exponentially; ``max_consecutive_failures``
-    of them in a row, or any permanent error (400, 401, 403, 404), end it with an error
-    event. Every path through the loop sleeps or ends. Network I/O is asynchronous.
+    The trigger sleeps until ``reset_at`` plus a short grace and a random jitter (at once when
+    ``reset_at`` is already past, e.g. after a triggerer outage), then makes one quota request.
+    If the quota is still not usable, it sleeps until the new ``resetAt``, or ``poke_interval``
+    when there is none. A failed check (after the hook's own retries) is retried after a doubling
+    backoff; 3 in a row, or any permanent error (400, 401, 403, 404), end it with an error event.
+    A next check after ``deadline`` ends it with a timeout event. Every path through the loop
+    sleeps or ends. Network I/O is asynchronous.
 
     Its serialized kwargs hold the connection id and plain parameters only, never a credential.
 
@@ -47,8 +39,8 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
     :param reset_at: when the quota resets, from the last check (timezone-aware), or None.
     :param poke_interval: seconds between checks when the reset time is unknown.
     :param jitter: the largest random delay after a reset, in seconds.
-    :param max_consecutive_failures: failed checks in a row before the trigger gives up.
-    :param hook_params: timeouts and retry settings for :class:`SonarlyHook` (numbers only).
+    :param hook_params: :class:`~airflow_provider_quota.hooks.base.HttpSettings` for the hook.
+    :param deadline: when the sensor times out; None for never.
     """
 
     def __init__(
@@ -61,8 +53,8 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         reset_at: datetime | None,
         poke_interval: float,
         jitter: float = 5.0,
-        max_consecutive_failures: int = 3,
         hook_params: dict[str, Any] | None = None,
+        deadline: datetime | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.sonarly_conn_id = sonarly_conn_id
@@ -72,8 +64,8 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         self.reset_at = reset_at
         self.poke_interval = poke_interval
         self.jitter = jitter
-        self.max_consecutive_failures = max_consecutive_failures
         self.hook_params = dict(hook_params or {})
+        self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -86,57 +78,45 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                 "reset_at": self.reset_at,
                 "poke_interval": self.poke_interval,
                 "jitter": self.jitter,
-                "max_consecutive_failures": self.max_consecutive_failures,
                 "hook_params": self.hook_params,
+                "deadline": self.deadline,
             },
         )
-
-    async def _sleep_until(self, wake_at: datetime) -> None:
-        # Short steps against the wall clock, so a long wait survives clock jumps and suspends.
-        while (remaining := (wake_at - _now()).total_seconds()) > 0:
-            await _sleep(min(remaining, MAX_SLEEP_STEP_SECONDS))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_quota.hooks.sonarly import SonarlyHook
 
         hook = SonarlyHook(self.sonarly_conn_id, **self.hook_params)
-        reset_at = self.reset_at
-        retry_not_before: datetime | None = None
+        now = wall_clock()
+        # A reset already past (a late start, a triggerer outage) is checked at once.
+        wake_at = now if self.reset_at is not None and self.reset_at <= now else self._next(self.reset_at, 0)
         failures = checks = 0
         while True:
-            fallback = min(self.poke_interval * 2**failures, max(self.poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
-            now = _now()
-            delay = seconds_until_next_check(reset_at, now=now, fallback=fallback, jitter=self.jitter)
-            if retry_not_before is not None:
-                delay = max(delay, (retry_not_before - now).total_seconds())
-                retry_not_before = None
-            self.log.info("Next check of the prospecting quota of %s in %.1f s", self.account_group_id, delay)
-            await self._sleep_until(now + timedelta(seconds=delay))
+            if self.deadline is not None and wake_at > self.deadline:
+                yield TriggerEvent(self._timeout_event(wake_at, checks))
+                return
+            self.log.info("Next check of the prospecting quota of %s at %s", self.account_group_id, wake_at)
+            await sleep_until(wake_at)
             checks += 1
             try:
                 quota = await hook.aget_prospecting_quota(self.account_group_id, self.list_type)
             except Exception as exc:
                 failures += 1
                 permanent = is_permanent(exc)
-                if permanent or failures >= self.max_consecutive_failures:
+                if permanent or failures >= MAX_CONSECUTIVE_FAILURES:
+                    message = f"{exc} (check {checks}, failure {failures} in a row)"
                     yield TriggerEvent(
-                        {
-                            "status": "error",
-                            "fail_fast": permanent,
-                            "message": f"{exc} (check {checks}, failure {failures} in a row)",
-                            "checks": checks,
-                        }
+                        {"status": "error", "fail_fast": permanent, "message": message, "checks": checks}
                     )
                     return
                 self.log.warning("Quota check %d failed (%s); failure %d in a row", checks, exc, failures)
-                reset_at = None
                 # A Retry-After too long for the hook to wait in place is still the server's wish.
-                server_wait = getattr(exc, "retry_after", None)
-                retry_not_before = _now() + timedelta(seconds=server_wait) if server_wait else None
+                wake_at = max(self._next(None, failures), later(wall_clock(), getattr(exc, "retry_after", None) or 0))
                 continue
             failures = 0
             if quota.is_usable(self.min_remaining):
-                yield TriggerEvent({"status": "success", "quota": quota.model_dump(mode="json"), "checks": checks})
+                xcom = {**quota.model_dump(mode="json"), "granted": self.min_remaining}
+                yield TriggerEvent({"status": "success", "xcom": xcom, "checks": checks})
                 return
             self.log.info(
                 "Quota of %s still not usable (exhausted=%s, remaining=%d, need %d); resets at %s",
@@ -146,4 +126,17 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                 self.min_remaining,
                 quota.reset_at,
             )
-            reset_at = quota.reset_at
+            wake_at = self._next(quota.reset_at, 0)
+
+    def _next(self, reset_at: datetime | None, failures: int) -> datetime:
+        """Just after the reset; when unknown, after poke_interval, doubled for each failure in a row."""
+        now = wall_clock()
+        backoff = min(self.poke_interval * 2**failures, max(self.poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
+        return after_reset(reset_at, now=now, jitter=self.jitter) or later(now, max(backoff, MIN_INTERVAL_SECONDS))
+
+    def _timeout_event(self, wake_at: datetime, checks: int) -> dict[str, Any]:
+        message = (
+            f"Sensor timed out: the next useful check of the prospecting quota is at {wake_at.isoformat()}, "
+            f"after the sensor's timeout (at {self.deadline.isoformat() if self.deadline else 'never'})"
+        )
+        return {"status": "timeout", "message": message, "checks": checks}

@@ -1,5 +1,5 @@
 """
-The fenced code blocks of the docs, and the check each one names.
+The fenced code blocks of the docs, read with Sybil, and the check each one names.
 
 Every fenced block in ``README.md``, ``CHANGELOG.md`` and ``docs/**/*.md`` names the check that
 executes it in its info string, after the language::
@@ -8,20 +8,26 @@ executes it in its info string, after the language::
     ...
     ```
 
-The checks live in :mod:`tests.docs.checks`; a block without ``check=``, or naming a check that
-does not exist, fails the suite.
+The checks live in :mod:`tests.docs.checks`; a block without ``check=``, naming a check that
+does not exist, or in a language its check does not run, fails the suite.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+from sybil import Document, Region
+from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 REPO = Path(__file__).resolve().parents[2]
 
-_OPEN = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*?)\s*$")
-_ATTR = re.compile(r"""(?P<key>[\w-]+)=(?:"(?P<quoted>[^"]*)"|(?P<bare>\S+))""")
+#: A fence's info string: the language, then attributes such as ``check=NAME``.
+_INFO = re.compile(r"[ \t]*(?P<lang>[^\s`]*)(?P<attributes>[^\n]*)\n")
+_CHECK = re.compile(r"(?:^|\s)check=(?P<name>[\w-]+)")
+_FENCES = RawFencedCodeBlockLexer(info_pattern=_INFO)
 
 
 @dataclass(frozen=True)
@@ -32,60 +38,47 @@ class Block:
     line: int
     lang: str
     code: str
-    attrs: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-
-    @property
-    def check(self) -> str | None:
-        return self.attrs.get("check")
+    check: str | None
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(REPO)}:{self.line}" if self.path.is_absolute() else f"{self.path}:{self.line}"
+        return f"{self.path.relative_to(REPO) if self.path.is_relative_to(REPO) else self.path}:{self.line}"
+
+
+def fenced_blocks(document: Document) -> Iterator[Region]:
+    """A Sybil parser: every fenced block of a Markdown document, its :class:`Block` as the parsed value."""
+    for region in _FENCES(document):
+        check = _CHECK.search(region.lexemes["attributes"])
+        region.parsed = Block(
+            path=Path(document.path),
+            line=document.text.count("\n", 0, region.start) + 1,
+            lang=region.lexemes["lang"].lower(),
+            code=str(region.lexemes["source"]),
+            check=check["name"] if check else None,
+        )
+        yield region
 
 
 def parse_blocks(text: str, path: Path) -> list[Block]:
-    """
-    Every fenced block of a Markdown text, with its language and ``key=value`` attributes.
-
-    :raise ValueError: for a fence that is never closed.
-    """
-    blocks: list[Block] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        opening = _OPEN.match(lines[index])
-        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
-            index += 1
-            continue
-        fence, indent, info = opening["fence"], len(opening["indent"]), opening["info"]
-        start = index
-        body: list[str] = []
-        index += 1
-        while index < len(lines):
-            closing = lines[index].strip()
-            if closing.startswith(fence[0] * len(fence)) and not closing.strip(fence[0]):
-                break
-            line = lines[index]
-            # Drop the fence's own indentation (a block inside a list item), at most that much.
-            body.append(line[min(indent, len(line) - len(line.lstrip())) :])
-            index += 1
-        else:
-            raise ValueError(f"{path}:{start + 1}: the code block opened here is never closed")
-        words = info.split(maxsplit=1)
-        lang = words[0].lower() if words else ""
-        attrs = {m["key"]: m["quoted"] if m["quoted"] is not None else m["bare"] for m in _ATTR.finditer(info)}
-        blocks.append(Block(path=path, line=start + 1, lang=lang, code="\n".join(body) + "\n", attrs=attrs))
-        index += 1
-    return blocks
+    """Every fenced block of a Markdown text."""
+    document = Document(text, str(path))
+    return [region.parsed for region in fenced_blocks(document)]
 
 
 def doc_files() -> list[Path]:
     """The Markdown files whose code blocks are checked: docs first, then README and CHANGELOG."""
     files = sorted((REPO / "docs").glob("**/*.md"))
-    files += [path for path in (REPO / "README.md", REPO / "CHANGELOG.md") if path.exists()]
-    return files
+    return files + [path for path in (REPO / "README.md", REPO / "CHANGELOG.md") if path.exists()]
 
 
 def all_blocks() -> list[Block]:
     """Every fenced code block of every checked Markdown file."""
     return [block for path in doc_files() for block in parse_blocks(path.read_text(encoding="utf-8"), path)]
+
+
+def prose(path: Path) -> str:
+    """A Markdown file's text with its fenced blocks blanked out (line numbers kept)."""
+    text = path.read_text(encoding="utf-8")
+    for region in reversed(list(_FENCES(Document(text, str(path))))):
+        text = text[: region.start] + "\n" * text.count("\n", region.start, region.end) + text[region.end :]
+    return text

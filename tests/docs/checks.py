@@ -21,20 +21,38 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.conftest import INDEED_SECRET, SONARLY_KEY, read_xcom, server_connection_fields, set_connection
+# Besides the public classes, the checks use these internals of the package (update here when the
+# core moves them): hooks.indeed._TOKENS, utils.months.month_for_run,
+# sandbox.state.quota_usage_data, utils.warehouse.create_table_sql and utils.warehouse.get_db_hook.
+from airflow_provider_quota.hooks import indeed as indeed_hook_module
+from airflow_provider_quota.hooks.indeed import IndeedHook
+from airflow_provider_quota.hooks.sonarly import SonarlyHook
+from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
+from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+from airflow_provider_quota.sandbox.state import quota_usage_data
+from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
+from airflow_provider_quota.utils.months import month_for_run
+from airflow_provider_quota.utils.warehouse import create_table_sql, get_db_hook
+from tests.conftest import (
+    INDEED_SECRET,
+    SONARLY_KEY,
+    indeed_at,
+    read_xcom,
+    server_connection_fields,
+    set_connection,
+    sonarly_at,
+)
 from tests.docs.blocks import REPO, Block, all_blocks
-from tests.docs.ddl_rules import parse_create_table, snowflake_ddl_problems
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -52,28 +70,34 @@ FIRST_MONTH = date(2024, 12, 1)
 UTC = timezone.utc
 
 
-@dataclass(frozen=True)
-class Check:
-    """A named way of executing a code block."""
+class Check(NamedTuple):
+    """A named way of executing a code block: the languages it runs and how."""
 
-    name: str
     langs: tuple[str, ...]
     run: Callable[[Block, DocEnv], None]
-    summary: str
 
 
 CHECKS: dict[str, Check] = {}
 
 
 def check(name: str, *langs: str) -> Callable[[Callable[[Block, DocEnv], None]], Callable[[Block, DocEnv], None]]:
-    """Register a check for blocks in ``langs`` under ``name``; its docstring's first line says what it does."""
+    """Register a check for blocks in ``langs`` under ``name``."""
 
     def register(func: Callable[[Block, DocEnv], None]) -> Callable[[Block, DocEnv], None]:
-        summary = (func.__doc__ or "").strip().splitlines()[0]
-        CHECKS[name] = Check(name, langs, func, summary)
+        CHECKS[name] = Check(langs, func)
         return func
 
     return register
+
+
+def run_block(block: Block, env: DocEnv) -> None:
+    """Execute a block through the check its fence names, in a language that check runs."""
+    known = ", ".join(sorted(CHECKS))
+    assert block.check, f"{block.where}: the block names no check; add check=NAME to its fence, NAME one of {known}"
+    assert block.check in CHECKS, f"{block.where}: unknown check {block.check!r}; known: {known}"
+    langs, run = CHECKS[block.check]
+    assert block.lang in langs, f"{block.where}: check {block.check} runs {langs} blocks, not {block.lang!r}"
+    run(block, env)
 
 
 class DocEnv:
@@ -110,11 +134,10 @@ class DocEnv:
         self.fixture("indeed_conn")
         self.sandbox.set_quota(EXAMPLE_ACCOUNT_GROUP)
 
-    def sqlite_warehouse(self, *conn_ids: str) -> Path:
-        path = self.tmp_path / "warehouse.db"
+    def sqlite_warehouse(self, *conn_ids: str) -> None:
+        """The connections, all to one SQLite file of this test."""
         for conn_id in conn_ids:
-            set_connection(self.monkeypatch, conn_id, conn_type="sqlite", host=str(path))
-        return path
+            set_connection(self.monkeypatch, conn_id, conn_type="sqlite", host=str(self.tmp_path / "warehouse.db"))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -181,8 +204,6 @@ def operator_arg(task: Any, name: str) -> Any:
     """An argument of a (possibly mapped) IndeedQuotaUsageOperator, or its default."""
     import inspect
 
-    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
-
     partial = getattr(task, "partial_kwargs", None)
     if partial is not None:
         if name in partial:
@@ -193,8 +214,6 @@ def operator_arg(task: Any, name: str) -> Any:
 
 def extract_tasks(dag: DAG, *, required: bool = True) -> list[Any]:
     """The DAG's IndeedQuotaUsageOperator tasks, mapped or not."""
-    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
-
     found = [
         task
         for task in dag.tasks
@@ -213,8 +232,6 @@ def warehouse_targets(dag: DAG) -> set[tuple[str, str]]:
 
 def sandbox_usage(employer: str, month: date) -> dict[str, Any]:
     """What the sandbox answers for an employer and a past month (deterministic)."""
-    from airflow_provider_quota.sandbox.state import quota_usage_data
-
     return quota_usage_data(employer, month, time.time())
 
 
@@ -235,7 +252,14 @@ def check_usage_rows(rows: list[tuple[Any, ...]], employers: set[str], months: l
     assert len(rows) == len(expected), "one row per (employer, month)"
 
 
-USAGE_QUERY = "SELECT employer_id, month, api_quota, requests_count, spend_amount, currency_code FROM {table}"
+def check_warehouse(dag: DAG, employers: set[str], months: list[date]) -> list[tuple[Any, ...]]:
+    """The rows every extract task of the DAG wrote equal the API's answers; returns the last table's rows."""
+    rows: list[tuple[Any, ...]] = []
+    for conn_id, table in warehouse_targets(dag):
+        query = f"SELECT employer_id, month, api_quota, requests_count, spend_amount, currency_code FROM {table}"
+        rows = get_db_hook(conn_id).get_records(query)
+        check_usage_rows(rows, employers, months)
+    return rows
 
 
 def months_between(first: date, last: date) -> list[date]:
@@ -252,8 +276,6 @@ def months_between(first: date, last: date) -> list[date]:
 @check("gate-dag", "python")
 def gate_dag(block: Block, env: DocEnv) -> None:
     """Run the DAG with dag.test() with the quota used up: the sensor waits for the reset, then the run succeeds."""
-    from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
-
     env.sandbox_connections()
     for dag in load_dags(env, block).values():
         sensors = [task for task in dag.tasks if isinstance(task, SonarlyQuotaSensor)]
@@ -267,17 +289,9 @@ def gate_dag(block: Block, env: DocEnv) -> None:
         for sensor in sensors:
             quota = read_xcom(dag_run, sensor.task_id)
             assert quota["exhausted"] is False
-            assert quota["remaining"] >= int(sensor.min_remaining)
-            assert set(quota) == {
-                "list_type",
-                "quota_type",
-                "used",
-                "limit",
-                "remaining",
-                "reset_at",
-                "exhausted",
-                "trace_id",
-            }
+            assert quota["remaining"] >= int(sensor.min_remaining) == quota["granted"]
+            fields = {"list_type", "quota_type", "used", "limit", "remaining", "reset_at", "exhausted", "trace_id"}
+            assert set(quota) == {*fields, "granted"}
 
 
 def _run_spend_dag(block: Block, env: DocEnv, make_warehouse: Callable[[str], None], rerun: bool) -> list[tuple]:
@@ -288,23 +302,18 @@ def _run_spend_dag(block: Block, env: DocEnv, make_warehouse: Callable[[str], No
         assert targets, f"{dag.dag_id} writes to no warehouse"
         for conn_id, _ in targets:
             make_warehouse(conn_id)
-        from airflow_provider_quota.hooks import indeed
-        from airflow_provider_quota.warehouse import get_db_hook
 
         for _ in range(2 if rerun else 1):
-            indeed._TOKENS.clear()  # a fresh worker
+            indeed_hook_module._TOKENS.clear()  # a fresh worker
             run_dag(dag, logical_date=DECEMBER_2024_RUN)
-        employers = set(env.sandbox.stats()["tokens_issued"])
-        for conn_id, table in targets:
-            rows = get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table))
-            check_usage_rows(rows, employers, [FIRST_MONTH])
+        rows = check_warehouse(dag, set(env.sandbox.stats()["tokens_issued"]), [FIRST_MONTH])
     return rows
 
 
 @check("spend-dag-sqlite", "python")
 def spend_dag_sqlite(block: Block, env: DocEnv) -> None:
     """Run the DAG with dag.test() for the 12/2024 interval on SQLite: the rows equal the API's answers."""
-    _run_spend_dag(block, env, lambda conn_id: env.sqlite_warehouse(conn_id), rerun=False)
+    _run_spend_dag(block, env, env.sqlite_warehouse, rerun=False)
 
 
 @check("spend-dag-postgres", "python")
@@ -312,35 +321,28 @@ def spend_dag_postgres(block: Block, env: DocEnv) -> None:
     """Run the DAG twice with dag.test() for the 12/2024 interval, writing to PostgreSQL: one exact row per employer."""
     import psycopg2
 
-    url = env.fixture("postgres_url")
-    schema = f"docs_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(url)
-    admin.autocommit = True
+    url, schema = env.fixture("postgres_url"), f"docs_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    cursor = connection.cursor()
     try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE SCHEMA {schema}")
+        cursor.execute(f"CREATE SCHEMA {schema}")
 
         def make_warehouse(conn_id: str) -> None:
-            set_connection(
-                env.monkeypatch,
-                conn_id,
-                **server_connection_fields(url),
-                extra={"options": f"-c search_path={schema}"},
-            )
+            fields = server_connection_fields(url)
+            set_connection(env.monkeypatch, conn_id, **fields, extra={"options": f"-c search_path={schema}"})
 
         rows = _run_spend_dag(block, env, make_warehouse, rerun=True)
         assert all(isinstance(row[4], Decimal) for row in rows)
-        with admin.cursor() as cursor:
-            cursor.execute(
-                "SELECT data_type, numeric_scale FROM information_schema.columns "
-                "WHERE table_schema = %s AND column_name = 'spend_amount'",
-                (schema,),
-            )
-            assert cursor.fetchall() == [("numeric", None)], "money is an unconstrained NUMERIC"
+        cursor.execute(
+            "SELECT data_type, numeric_scale FROM information_schema.columns "
+            "WHERE table_schema = %s AND column_name = 'spend_amount'",
+            (schema,),
+        )
+        assert cursor.fetchall() == [("numeric", None)], "money is an unconstrained NUMERIC"
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.close()
+        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        connection.close()
 
 
 @check("asset-schedule", "python")
@@ -377,8 +379,7 @@ def backfill_dag(block: Block, env: DocEnv) -> None:
     """Run the DAG with dag.test() on SQLite: one row per completed month since 12/2024, one access token."""
     env.sandbox_connections()
     for dag in load_dags(env, block).values():
-        for conn_id, _ in warehouse_targets(dag):
-            env.sqlite_warehouse(conn_id)
+        env.sqlite_warehouse(*(conn_id for conn_id, _ in warehouse_targets(dag)))
         run_dag(dag)
         this_month = datetime.now(UTC).date().replace(day=1)
         months = months_between(
@@ -387,10 +388,7 @@ def backfill_dag(block: Block, env: DocEnv) -> None:
         stats = env.sandbox.stats()
         assert stats["tokens_issued"] == {"emp-acme": 1}, "one token for every month"
         assert stats["requests"]["indeed_quota_usage"] == len(months)
-        from airflow_provider_quota.warehouse import get_db_hook
-
-        for conn_id, table in warehouse_targets(dag):
-            check_usage_rows(get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table)), {"emp-acme"}, months)
+        check_warehouse(dag, {"emp-acme"}, months)
 
 
 @check("mapping-dag", "python")
@@ -405,26 +403,18 @@ def mapping_dag(block: Block, env: DocEnv) -> None:
                 variable = json.loads(value)
     employers = set(variable)
     for dag in load_dags(env, block).values():
-        for conn_id, _ in warehouse_targets(dag):
-            env.sqlite_warehouse(conn_id)
+        env.sqlite_warehouse(*(conn_id for conn_id, _ in warehouse_targets(dag)))
         dag_run = run_dag(dag, logical_date=DECEMBER_2024_RUN)
         stats = env.sandbox.stats()
         assert stats["tokens_issued"] == dict.fromkeys(employers, 1)
         for task in extract_tasks(dag):
             assert sorted(ti.map_index for ti in task_instances(dag_run, task.task_id)) == list(range(len(employers)))
-        from airflow_provider_quota.warehouse import get_db_hook
-
-        for conn_id, table in warehouse_targets(dag):
-            check_usage_rows(
-                get_db_hook(conn_id).get_records(USAGE_QUERY.format(table=table)), employers, [FIRST_MONTH]
-            )
+        check_warehouse(dag, employers, [FIRST_MONTH])
 
 
 @check("hooks", "python")
 def hooks(block: Block, env: DocEnv) -> None:
     """Execute the block with both default connections on the sandbox: real answers, money as Decimal."""
-    from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
-
     env.sandbox_connections()
     namespace, _ = exec_block(block)
     assert isinstance(namespace["quota"], ProspectingQuota)
@@ -452,65 +442,40 @@ def connection_test_block(block: Block, env: DocEnv) -> None:
 @check("xcom-record", "json")
 def xcom_record(block: Block, env: DocEnv) -> None:
     """Equal to what IndeedQuotaUsageOperator returns for that employer and month, extracted_at aside."""
-    from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
-
     env.sandbox_connections()
     shown = json.loads(block.code)
     datetime.fromisoformat(shown["extracted_at"])
     operator = IndeedQuotaUsageOperator(task_id="doc_xcom", employer_id=shown["employer_id"], month=shown["month"])
     actual = operator.execute(context={})  # type: ignore[arg-type]
     assert set(actual) == set(shown)
-    assert {k: v for k, v in actual.items() if k != "extracted_at"} == {
-        k: v for k, v in shown.items() if k != "extracted_at"
-    }
+    assert {**actual, "extracted_at": shown["extracted_at"]} == shown
 
 
 # ---------------------------------------------------------------------------------------------- SQL checks
 
 
-def _same_sql(shown: str, expected: str) -> bool:
+def _ddl_matches(block: Block, dialect: str) -> None:
+    """The block is, whitespace aside, the statement the operator runs (which the unit tests run or check)."""
+
     def normal(sql: str) -> str:
-        sql = " ".join(sql.replace(";", " ").split())
-        return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", sql))
+        return re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", " ".join(sql.replace(";", " ").split())))
 
-    return normal(shown) == normal(expected)
-
-
-def _ddl_matches(block: Block, dialect: str) -> str:
-    from airflow_provider_quota.warehouse import create_table_sql
-
-    table = parse_create_table(block.code).name
-    expected = create_table_sql(table, dialect)
-    assert _same_sql(block.code, expected), f"the operator runs on {dialect}:\n{expected}"
-    return expected
+    table = re.search(r"CREATE TABLE IF NOT EXISTS (\S+?)\s*\(", block.code)
+    assert table, f"{block.where}: not a CREATE TABLE IF NOT EXISTS statement"
+    expected = create_table_sql(table[1], dialect)
+    assert normal(block.code) == normal(expected), f"the operator runs on {dialect}:\n{expected}"
 
 
 @check("ddl-postgresql", "sql")
 def ddl_postgresql(block: Block, env: DocEnv) -> None:
-    """Equal to create_table_sql(table, "postgresql"); runs twice on the PostgreSQL test server."""
-    import psycopg2
-
+    """Equal to create_table_sql(table, "postgresql"), which tests/unit/test_warehouse.py runs on PostgreSQL."""
     _ddl_matches(block, "postgresql")
-    schema = f"docs_{uuid.uuid4().hex[:12]}"
-    connection = psycopg2.connect(env.fixture("postgres_url"))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE SCHEMA {schema}")
-            cursor.execute(f"SET search_path TO {schema}")
-            cursor.execute(block.code)
-            cursor.execute(block.code)  # IF NOT EXISTS
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        connection.close()
 
 
 @check("ddl-snowflake", "sql")
 def ddl_snowflake(block: Block, env: DocEnv) -> None:
-    """Equal to create_table_sql(table, "snowflake") and within Snowflake's documented types (offline)."""
+    """Equal to create_table_sql(table, "snowflake"), which tests/unit/test_warehouse_dialects.py checks."""
     _ddl_matches(block, "snowflake")
-    assert snowflake_ddl_problems(block.code) == []
 
 
 # ---------------------------------------------------------------------------------------------- shell
@@ -529,12 +494,10 @@ def command_lines(block: Block) -> Iterator[list[str]]:
 def shell(block: Block, env: DocEnv) -> None:
     """Run each line through the handler of its command (SHELL_COMMANDS); a command no handler knows fails."""
     for argv in command_lines(block):
-        for matches, handler in SHELL_COMMANDS:
-            if matches(argv):
-                handler(argv, block, env)
-                break
-        else:
+        handler = next((run for command, run in SHELL_COMMANDS.items() if tuple(argv[: len(command)]) == command), None)
+        if handler is None:
             pytest.fail(f"{block.where}: no check knows the command {shlex.join(argv)!r}")
+        handler(argv, block, env)
 
 
 def _export(argv: list[str], block: Block, env: DocEnv) -> None:
@@ -569,9 +532,6 @@ def _export_connection(name: str, value: str, block: Block, env: DocEnv) -> None
     conn_id = name.removeprefix("AIRFLOW_CONN_").lower()
     conn = BaseHook.get_connection(conn_id)
     if conn.conn_type in ("sonarly", "indeed"):
-        from airflow_provider_quota.hooks.indeed import IndeedHook
-        from airflow_provider_quota.hooks.sonarly import SonarlyHook
-
         hook: Any = SonarlyHook(conn_id) if conn.conn_type == "sonarly" else IndeedHook(conn_id)
         assert hook.connection.password, f"{block.where}: {conn_id} has no secret"
         if conn.conn_type == "sonarly" and conn.extra_dejson.get("account_group_id"):
@@ -587,8 +547,6 @@ def _export_connection(name: str, value: str, block: Block, env: DocEnv) -> None
             assert hook.base_url == hook.default_host, "the docs' real connections use the API's own host"
     else:
         from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-        from airflow_provider_quota.warehouse import get_db_hook
 
         hook = get_db_hook(conn_id)
         assert isinstance(hook, DbApiHook)
@@ -639,86 +597,49 @@ def _pip_install(argv: list[str], block: Block, env: DocEnv) -> None:
     assert "airflow_provider_quota/py.typed" in names
 
 
-def _free_port() -> int:
+def _sandbox_command(argv: list[str], block: Block, env: DocEnv) -> None:
+    """``python -m airflow_provider_quota.sandbox``: it starts (on a free port), both hooks' connection tests pass."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _sandbox_command(argv: list[str], block: Block, env: DocEnv) -> None:
-    """``python -m airflow_provider_quota.sandbox``: start it (on a free port), both APIs answer, stop it."""
+        port = str(sock.getsockname()[1])
     args = [arg for arg in argv[3:] if arg != "&"]
-    port = _free_port()
-    if "--port" in args:
-        args[args.index("--port") + 1] = str(port)
-    else:
-        args += ["--port", str(port)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_quota.sandbox", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    args = [port if args[i - 1 : i] == ["--port"] else arg for i, arg in enumerate(args)]
+    args += [] if "--port" in args else ["--port", port]
     url = f"http://127.0.0.1:{port}"
+    with subprocess.Popen([sys.executable, "-m", "airflow_provider_quota.sandbox", *args], cwd=REPO) as process:
+        try:
+            deadline = time.monotonic() + 120  # start-up bound, not a performance assertion
+            while not _answers(f"{url}/_sandbox/stats"):
+                assert process.poll() is None, f"{block.where}: the sandbox exited with {process.returncode}"
+                assert time.monotonic() < deadline, f"{block.where}: the sandbox did not answer on {url}"
+                time.sleep(0.2)
+            sonarly_at(env.monkeypatch, url)
+            indeed_at(env.monkeypatch, url)
+            for hook in (SonarlyHook(), IndeedHook()):
+                ok, message = hook.test_connection()
+                assert ok, f"{block.where}: {message}"
+        finally:
+            process.terminate()
+
+
+def _answers(url: str) -> bool:
     try:
-        deadline = time.monotonic() + 120  # start-up bound, not a performance assertion
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{block.where}: the sandbox exited with {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
-            try:
-                if requests.get(f"{url}/_sandbox/stats", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"{block.where}: the sandbox did not answer on {url}"
-            time.sleep(0.2)
-        accounts = requests.get(f"{url}/v1/accounts", headers={"Authorization": f"Bearer {SONARLY_KEY}"}, timeout=10)
-        assert accounts.status_code == 200 and accounts.json()["success"] is True
-        token = requests.post(
-            f"{url}/oauth/v2/tokens",
-            data={
-                "client_id": "sandbox-client-id",
-                "client_secret": INDEED_SECRET,
-                "grant_type": "client_credentials",
-                "scope": "employer.advertising.account.read",
-                "employer": "emp-acme",
-            },
-            timeout=10,
-        )
-        assert token.status_code == 200 and token.json()["token_type"].lower() == "bearer"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout:
-            process.stdout.close()
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def _curl(argv: list[str], block: Block, env: DocEnv) -> None:
-    """``curl``: the same request, sent with requests to the test sandbox; the answer is 2xx JSON."""
-    method, headers, data, url = None, {}, None, None
-    args = iter(argv[1:])
-    for arg in args:
-        if arg in ("-X", "--request"):
-            method = next(args)
-        elif arg in ("-H", "--header"):
-            key, _, value = next(args).partition(":")
-            headers[key.strip()] = value.strip()
-        elif arg in ("-d", "--data", "--data-raw"):
-            data = next(args)
-        elif arg in ("-s", "--silent", "-S", "--show-error", "-f", "--fail"):
-            continue
-        elif arg.startswith("-"):
-            pytest.fail(f"{block.where}: no check knows the curl option {arg}")
-        else:
-            url = arg
-    assert url, f"{block.where}: curl without a URL"
-    assert DOC_SANDBOX.search(url), f"{block.where}: curl to {url}, not to the sandbox"
-    response = requests.request(
-        method or ("POST" if data is not None else "GET"), env.localize(url), headers=headers, data=data, timeout=10
+    """``curl``: run as written against the test sandbox; the answer is 2xx JSON."""
+    urls = [arg for arg in argv[1:] if "://" in arg]
+    assert urls and all(DOC_SANDBOX.search(url) for url in urls), f"{block.where}: curl to {urls}, not to the sandbox"
+    done = subprocess.run(
+        [*map(env.localize, argv), "--write-out", "\n%{http_code}"], capture_output=True, text=True, timeout=60
     )
-    assert response.ok, f"{block.where}: {response.status_code} {response.text}"
-    response.json()
+    assert done.returncode == 0, f"{block.where}: curl exited with {done.returncode}: {done.stderr}"
+    body, _, status = done.stdout.rpartition("\n")
+    assert status.startswith("2"), f"{block.where}: {status} {body}"
+    json.loads(body)
 
 
 def _airflow_cli(argv: list[str]) -> Any:
@@ -732,8 +653,7 @@ def _airflow_dags_test(argv: list[str], block: Block, env: DocEnv) -> None:
     args = _airflow_cli(argv)
     env.sandbox_connections()
     for dag in load_dags(env, block_defining_dag(args.dag_id, block)).values():
-        for conn_id, _ in warehouse_targets(dag):
-            env.sqlite_warehouse(conn_id)
+        env.sqlite_warehouse(*(conn_id for conn_id, _ in warehouse_targets(dag)))
     args.func(args)  # raises SystemExit when the run fails
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -749,8 +669,6 @@ def _airflow_backfill_create(argv: list[str], block: Block, env: DocEnv) -> None
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.backfill import ReprocessBehavior, _do_dry_run
     from airflow.utils.session import create_session
-
-    from airflow_provider_quota.operators.indeed import month_for_run
 
     env.fixture("airflow_db")
     args = _airflow_cli(argv)
@@ -790,18 +708,17 @@ def _airflow_backfill_create(argv: list[str], block: Block, env: DocEnv) -> None
     assert months[0] >= FIRST_MONTH
 
 
-SHELL_COMMANDS: list[tuple[Callable[[list[str]], bool], Callable[[list[str], Block, DocEnv], None]]] = [
-    (lambda argv: argv[0] == "export", _export),
-    (lambda argv: argv[0] == "make", _make),
-    (lambda argv: argv[:2] == ["pip", "install"], _pip_install),
-    (
-        lambda argv: argv[0] in ("python", "python3") and argv[1:3] == ["-m", "airflow_provider_quota.sandbox"],
-        _sandbox_command,
-    ),
-    (lambda argv: argv[0] == "curl", _curl),
-    (lambda argv: argv[:3] == ["airflow", "dags", "test"], _airflow_dags_test),
-    (lambda argv: argv[:3] == ["airflow", "backfill", "create"], _airflow_backfill_create),
-]
+#: The handler of each command, by the words it starts with.
+SHELL_COMMANDS: dict[tuple[str, ...], Callable[[list[str], Block, DocEnv], None]] = {
+    ("export",): _export,
+    ("make",): _make,
+    ("pip", "install"): _pip_install,
+    ("python", "-m", "airflow_provider_quota.sandbox"): _sandbox_command,
+    ("python3", "-m", "airflow_provider_quota.sandbox"): _sandbox_command,
+    ("curl",): _curl,
+    ("airflow", "dags", "test"): _airflow_dags_test,
+    ("airflow", "backfill", "create"): _airflow_backfill_create,
+}
 
 #: Checks that run a DAG writing to a warehouse (the producers an asset-schedule block refers to).
 SPEND_DAG_CHECKS = ("spend-dag-sqlite", "spend-dag-postgres")

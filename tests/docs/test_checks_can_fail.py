@@ -1,4 +1,4 @@
-"""The block parser, and the docs checks failing on blocks that are wrong: a check that cannot fail proves nothing."""
+"""The block reader, and the docs checks failing on blocks that are wrong: a check that cannot fail proves nothing."""
 
 from __future__ import annotations
 
@@ -8,45 +8,35 @@ from pathlib import Path
 import pytest
 
 from tests.docs.blocks import REPO, Block, parse_blocks
-from tests.docs.checks import CHECKS, DocEnv
+from tests.docs.checks import DocEnv, run_block
 
 FAILURES = (AssertionError, pytest.fail.Exception, Exception)
 
 
-def test_parse_blocks_reads_language_attributes_and_indented_fences():
+def test_blocks_are_read_with_language_check_and_line():
     text = (
-        "Intro\n\n"
-        '```python check=gate-dag title="a DAG"\n'
-        "with DAG():\n"
-        "    pass\n"
-        "```\n\n"
-        "1. a list item\n\n"
-        "   ```bash\n"
-        "   make test\n"
-        "   ```\n"
-        "~~~~json check=xcom-record\n"
-        "{}\n"
-        "~~~~\n"
+        'Intro\n\n```python title="a DAG" check=gate-dag\nwith DAG():\n    pass\n```\n\n'
+        "1. a list item\n\n   ```bash\n   make test\n   ```\n"
+        "~~~~json check=xcom-record\n{}\n~~~~\n"
     )
     python, bash, json_block = parse_blocks(text, Path("x.md"))
-    assert (python.lang, python.check, python.attrs["title"], python.line) == ("python", "gate-dag", "a DAG", 3)
-    assert python.code == "with DAG():\n    pass\n"
+    assert (python.lang, python.check, python.line, python.code) == ("python", "gate-dag", 3, "with DAG():\n    pass\n")
     assert (bash.lang, bash.check, bash.code) == ("bash", None, "make test\n")
     assert (json_block.lang, json_block.check, json_block.code) == ("json", "xcom-record", "{}\n")
 
 
-def test_an_unclosed_fence_is_an_error():
-    with pytest.raises(ValueError, match="never closed"):
-        parse_blocks("```python check=hooks\nprint(1)\n", Path("x.md"))
-
-
-def _block(lang: str, check: str, code: str) -> Block:
-    return Block(path=REPO / "docs" / "wrong.md", line=1, lang=lang, code=code, attrs={"check": check})
+def _block(lang: str, check: str | None, code: str) -> Block:
+    return Block(path=REPO / "docs" / "wrong.md", line=1, lang=lang, code=code, check=check)
 
 
 @pytest.mark.parametrize(
     ("check", "lang", "code", "reason"),
     [
+        pytest.param(None, "bash", "make test\n", "the block names no check", id="no-check"),
+        pytest.param("spell", "bash", "make test\n", "unknown check 'spell'", id="unknown-check"),
+        pytest.param(
+            "shell", "sh", "make test\n", "check shell runs \\('bash',\\) blocks, not 'sh'", id="wrong-language"
+        ),
         pytest.param(
             "shell", "bash", "rm -rf /tmp/nothing-here\n", "no check knows the command 'rm -rf", id="unknown-command"
         ),
@@ -135,7 +125,7 @@ def _block(lang: str, check: str, code: str) -> Block:
 def test_a_wrong_block_fails_its_check(check, lang, code, reason, request):
     """Each wrong block fails for its own reason, not because the check crashed on something else."""
     with pytest.raises(FAILURES) as failure:
-        CHECKS[check].run(_block(lang, check, code), DocEnv(request))
+        run_block(_block(lang, check, code), DocEnv(request))
     assert re.search(reason, str(failure.value)), f"failed for another reason: {failure.value}"
 
 
@@ -146,4 +136,4 @@ def test_the_right_xcom_record_passes(request):
         '"requests_count": 1428, "spend_amount": "9963.29", "currency_code": "USD", '
         '"api_usage": [{"requestsCount": 1428}], "extracted_at": "2026-11-22T15:38:54+00:00"}\n'
     )
-    CHECKS["xcom-record"].run(_block("json", "xcom-record", code), DocEnv(request))
+    run_block(_block("json", "xcom-record", code), DocEnv(request))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.blocks import REPO, doc_files
+from tests.docs.blocks import REPO, doc_files, prose
 
 CONNECTIONS = REPO / "docs" / "connections.md"
 _LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
@@ -15,23 +15,12 @@ _LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 
 def _anchors(path: Path) -> set[str]:
     """GitHub's heading anchors of a Markdown file."""
-    anchors = set()
-    in_code = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            in_code = not in_code
-        if not in_code and (heading := re.match(r"#{1,6}\s+(.*)", line)):
-            text = heading[1].strip().lower()
-            anchors.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
-    return anchors
+    headings = re.findall(r"^#{1,6}\s+(.*)$", prose(path), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
 
 
 def _links() -> list[tuple[Path, str]]:
-    links = []
-    for path in doc_files():
-        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
-        links += [(path, match["target"]) for match in _LINK.finditer(text)]
-    return links
+    return [(path, match["target"]) for path in doc_files() for match in _LINK.finditer(prose(path))]
 
 
 @pytest.mark.parametrize(("path", "target"), _links(), ids=[f"{p.relative_to(REPO)}->{t}" for p, t in _links()])

@@ -46,7 +46,7 @@ def test_quota_gate_waits_for_the_reset_then_runs_prospecting(airflow_db, dagbag
 @pytest.mark.dag_test
 def test_monthly_spend_maps_over_employers_into_sqlite(airflow_db, dagbag, indeed_conn, sandbox, monkeypatch, tmp_path):
     from airflow_provider_quota.hooks import indeed
-    from airflow_provider_quota.warehouse import get_db_hook
+    from airflow_provider_quota.utils.warehouse import get_db_hook
 
     set_connection(monkeypatch, "quota_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
     dag = dagbag.dags["indeed_monthly_spend"]

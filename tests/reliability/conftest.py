@@ -398,7 +398,7 @@ def first_event(trigger: Any) -> dict[str, Any]:
 
 def warehouse_keys(conn_id: str, table: str) -> list[tuple[str, str]]:
     """Every (employer_id, month) of a warehouse table, duplicates included."""
-    from airflow_provider_quota.warehouse import get_db_hook
+    from airflow_provider_quota.utils.warehouse import get_db_hook
 
     return [(str(e), str(m)) for e, m in get_db_hook(conn_id).get_records(f"SELECT employer_id, month FROM {table}")]
 

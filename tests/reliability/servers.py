@@ -1,22 +1,22 @@
 """
 Local servers on 127.0.0.1 for the faults the sandbox cannot make: a refused port, a server that
-accepts and never answers, and an HTTPS server with a self-signed certificate.
+accepts and never answers, and an HTTPS server whose certificate chain ends in a self-signed root
+(made by trustme).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import trustme
 
 #: A usable Sonarly quota, the answer of the HTTPS server.
 QUOTA_DATA = {
@@ -76,76 +76,19 @@ class SilentServer:
         self._sock.close()
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """
-    A self-signed certificate for 127.0.0.1 (``cryptography`` when installed, else the ``openssl`` CLI).
-
-    :return: (certificate PEM, private key PEM).
-    """
-    cert_path, key_path = directory / "server.pem", directory / "server.key"
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                "-keyout",
-                str(key_path),
-                "-out",
-                str(cert_path),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        return cert_path, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 class HttpsQuotaServer:
     """
-    HTTPS on 127.0.0.1 with a self-signed certificate, answering every GET with a usable Sonarly quota.
+    HTTPS on 127.0.0.1 with a certificate chain that ends in a self-signed root no client trusts.
 
     ``handshakes`` counts TLS handshakes attempted (accepted TCP connections); ``requests`` the
-    requests that got through, i.e. from clients that trusted the certificate.
+    requests that got through, i.e. from clients that trusted the certificate. ``cert_path`` is the
+    root certificate, for a client that chooses to trust it.
     """
 
     def __init__(self, directory: Path) -> None:
-        self.cert_path, key_path = self_signed_certificate(directory)
+        authority = trustme.CA()
+        self.cert_path = directory / "root.pem"
+        authority.cert_pem.write_to_path(self.cert_path)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,7 +116,11 @@ class HttpsQuotaServer:
                 return  # a client refusing our certificate is the point of this server
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, key_path)
+        chain = directory / "server.pem"  # key, certificate, then the root: a verifying client sees it self-signed
+        chain.write_bytes(
+            authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.bytes() + authority.cert_pem.bytes()
+        )
+        context.load_cert_chain(chain)
         self.handshakes = 0
         self.requests = 0
         self._server = CountingServer(("127.0.0.1", 0), Handler)

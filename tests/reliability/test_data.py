@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
-from airflow_provider_quota.exceptions import UnexpectedResponseError
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
-from airflow_provider_quota.warehouse import get_db_hook
+from airflow_provider_quota.utils.warehouse import get_db_hook
 from tests.conftest import WAREHOUSES, warehouse_conn_id
 from tests.reliability.conftest import START, first_event
 
@@ -111,7 +110,7 @@ def test_sonarly_numbers_out_of_range_are_refused_by_name(
     sonarly_conn, sandbox, recorded_sleeps, figures, patch, problem
 ):
     sandbox.add_fault("patch", endpoint="sonarly_quota", patch=patch)
-    figures.task(lambda: gate().execute({}), expect=UnexpectedResponseError, match=problem)
+    figures.task(lambda: gate().execute({}), expect=AirflowFailException, match=problem)
     assert sandbox.requests_to("sonarly_quota") == 1  # a wrong answer is not retried into a right one
 
 
@@ -137,7 +136,7 @@ def test_indeed_numbers_out_of_range_are_refused_and_nothing_is_written(
     operator = IndeedQuotaUsageOperator(
         task_id="extract", month=["122024", "012025"], sql_conn_id=sqlite_conn, table=table
     )
-    figures.task(lambda: operator.execute({}), expect=UnexpectedResponseError, match=problem)
+    figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=problem)
     assert sandbox.requests_to("indeed_quota_usage") == 1
     hook = get_db_hook(sqlite_conn)
     assert not hook.get_records(f"SELECT name FROM sqlite_master WHERE name = '{table}'")  # nothing written
@@ -167,42 +166,41 @@ def test_unknown_extra_fields_are_accepted_and_ignored(sonarly_conn, indeed_conn
 @pytest.mark.parametrize("field", ["listType", "quotaType", "used", "limit", "remaining", "exhausted"])
 def test_missing_sonarly_field_is_named(sonarly_conn, sandbox, figures, field):
     sandbox.add_fault("patch", endpoint="sonarly_quota", remove=[field])
-    figures.task(lambda: gate().execute({}), expect=UnexpectedResponseError, match=rf"\b{field}: Field required")
+    figures.task(lambda: gate().execute({}), expect=AirflowFailException, match=rf"\b{field}: Field required")
 
 
 @pytest.mark.parametrize("field", ["mmyyyy", "apiQuota", "sponsoredJobsSpendAmount", "currencyCode", "apiUsage"])
 def test_missing_indeed_field_is_named(indeed_conn, sandbox, figures, field):
     sandbox.add_fault("patch", endpoint="indeed_quota_usage", remove=[field])
     operator = IndeedQuotaUsageOperator(task_id="extract", month="122024")
-    figures.task(lambda: operator.execute({}), expect=UnexpectedResponseError, match=rf"\b{field}: Field required")
+    figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=rf"\b{field}: Field required")
 
 
 def test_missing_request_count_inside_api_usage_is_named(indeed_conn, sandbox, figures):
     sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"apiUsage": [{"requests": 3}]})
     operator = IndeedQuotaUsageOperator(task_id="extract", month="122024")
-    figures.task(lambda: operator.execute({}), expect=UnexpectedResponseError, match=r"requestsCount: Field required")
+    figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=r"requestsCount: Field required")
 
 
 # --------------------------------------------------------------------------- money
 
 
-WIDE_WHOLE = "123456789012345678901234567890123456.5"  # 36 digits before the point
-
-#: Spends a warehouse's money column cannot hold exactly, and the refusal that names why:
-#: MySQL's widest column is DECIMAL(65, 30); PostgreSQL's NUMERIC and SQLite's TEXT keep every digit.
-REFUSED = {
-    ("warehouse_mysql", "0.1000000000000000055511151231257827"): r"more than 30 decimal places.*DECIMAL\(65, 30\)",
-    ("warehouse_mysql", WIDE_WHOLE): r"36 digits before the decimal point, more than 35",
+#: Spends past what MySQL's widest column, DECIMAL(65, 30), holds: no real spend, refused for every warehouse.
+IMPLAUSIBLE = {
+    "0.1000000000000000055511151231257827": r"more than 30 decimal places",  # what the float 0.1 really is
+    "123456789012345678901234567890123456.5": r"36 digits before the decimal point, more than 35",
+    "1e99999999": r"sponsoredJobsSpendAmount",  # 13 bytes of JSON, 100 MB in plain notation
 }
 
 
 @pytest.mark.parametrize(
     "spend",
     [
-        "0.1000000000000000055511151231257827",  # what the float 0.1 really is
+        "0.100000000000000005551115123126",  # the float 0.1 to 30 places
         "1234.567890123456789012345",
         "123456789012345678901234567890.123456789",  # 39 digits, past any float and Decimal's 28-digit context
-        WIDE_WHOLE,
+        "12345678901234567890123456789012345.5",  # 35 digits before the point
+        *IMPLAUSIBLE,
         "0.000000000000000001",
         "3000.10",  # the trailing zero is kept
         "0",
@@ -211,14 +209,15 @@ REFUSED = {
 def test_spend_with_many_decimals_is_kept_exact_in_xcom_and_in_the_warehouse(
     indeed_conn, sandbox, warehouse, figures, spend
 ):
-    """Every digit reaches XCom and the table, or, where the column would round, the task fails and writes nothing."""
+    """Every digit reaches XCom and the table, or, for a spend no column holds, the task fails and writes nothing."""
     conn_id, table = warehouse
     sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": Decimal(spend)})
     operator = IndeedQuotaUsageOperator(task_id="extract", month="022025", sql_conn_id=conn_id, table=table)
-    refusal = REFUSED.get((conn_id, spend))
+    refusal = IMPLAUSIBLE.get(spend)
     if refusal:
         figures.task(lambda: operator.execute({}), expect=AirflowFailException, match=refusal)
         assert not get_db_hook(conn_id).inspector.has_table(table)  # refused before the write: no table, no row
+        assert sandbox.requests_to("indeed_quota_usage") == 1  # and not retried
         return
     record = figures.task(lambda: operator.execute({}))
     assert Decimal(record["spend_amount"]) == Decimal(spend)

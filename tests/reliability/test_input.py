@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_quota.exceptions import InvalidParameterError
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
-from airflow_provider_quota.warehouse import get_db_hook
+from airflow_provider_quota.utils.warehouse import get_db_hook
 from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, SONARLY_KEY, WAREHOUSES, set_connection, warehouse_conn_id
 from tests.reliability.conftest import START
 

@@ -22,7 +22,7 @@ import time_machine
 
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.triggers.sonarly import SonarlyQuotaResetTrigger
-from airflow_provider_quota.warehouse import get_db_hook
+from airflow_provider_quota.utils.warehouse import get_db_hook
 from tests.conftest import WAREHOUSES, warehouse_conn_id
 from tests.reliability.conftest import FULL, START, expected_usage, months_between, warehouse_keys
 
@@ -65,7 +65,7 @@ def test_200_deferred_gates_on_one_event_loop_all_succeed(sonarly_conn, sandbox,
     events = asyncio.run(all_triggers())
     for event in events:
         figures.event(event, status="success")
-        assert event["quota"]["remaining"] == 25
+        assert event["xcom"]["remaining"] == 25
     stats = sandbox.stats()
     faults = sum(stats["faults_injected"].values())
     assert faults > 0  # the faults did happen...

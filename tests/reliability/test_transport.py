@@ -321,7 +321,7 @@ def test_trigger_rides_out_transient_faults(sonarly_conn, sandbox, clock, record
     sandbox.add_fault(kind, endpoint="sonarly_quota", **fields)
     event = first_event(trigger(read_timeout=2.0))
     figures.event(event, status="success")
-    assert event["quota"]["remaining"] == 25 and event["checks"] == 1
+    assert event["xcom"]["remaining"] == 25 and event["checks"] == 1
     assert sandbox.requests_to("sonarly_quota") == fields["count"] + 1
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_quota import warehouse
 from airflow_provider_quota.exceptions import QuotaApiError
 from airflow_provider_quota.hooks import indeed
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
-from airflow_provider_quota.warehouse import get_db_hook
-from tests.conftest import WAREHOUSES, fail_inserts_of, warehouse_conn_id
+from airflow_provider_quota.utils import warehouse
+from airflow_provider_quota.utils.warehouse import get_db_hook
+from tests.conftest import WAREHOUSES, fail_writes_of, warehouse_conn_id
 from tests.reliability.conftest import expected_usage, warehouse_keys
 
 MONTHS = ["122024", "012025", "022025", "032025"]
@@ -78,7 +78,7 @@ def test_database_error_mid_write_keeps_the_previous_rows_then_a_rerun_converges
     # The API now reports new figures, and the database fails on the third row of four.
     new_spend = Decimal("77.77")
     sandbox.add_fault("patch", endpoint="indeed_quota_usage", count=4, patch={"sponsoredJobsSpendAmount": new_spend})
-    remove_failure = fail_inserts_of(conn_id, table, MONTHS[2])
+    remove_failure = fail_writes_of(conn_id, table, MONTHS[2])
     figures.task(lambda: extraction(conn_id, table).execute({}), expect=Exception, match="injected database failure")
     assert rows(conn_id, table) == before  # rows 1 and 2 of the failed write were rolled back too
 

@@ -7,31 +7,28 @@ Two checks, because they catch different things:
   classes (``RemovedInAirflow4Warning`` of core and of the task SDK,
   ``AirflowProviderDeprecationWarning``, ``DeprecatedImportWarning``) into errors, then imports every
   module of the package and runs every file of ``example_dags/``;
-- statically, a scan of the package, the example DAGs and the Python code in the docs and the
-  README for Airflow 2 import paths, because several still import silently in Airflow 3
-  (``from airflow.models import BaseOperator``, ``from airflow import DAG``,
-  ``from airflow.utils import timezone``...).
+- statically, ruff (``make lint``) flags Airflow 2 import paths in the package and the example DAGs,
+  several of which still import silently in Airflow 3 (``from airflow.models import BaseOperator``,
+  ``from airflow import DAG``, ``from airflow.utils import timezone``...): its AIR rules and the
+  modules banned in pyproject.toml. Here, the same rules run on the Python blocks of the docs.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
 import subprocess
 import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.docs.blocks import all_blocks
 
 PACKAGE = REPO / "airflow_provider_quota"
 EXAMPLES = REPO / "example_dags"
-DOCS = REPO / "docs"
 
 IMPORT_EVERYTHING = """
 import importlib
@@ -127,210 +124,86 @@ def test_the_import_check_fails_on_a_deprecated_import(tmp_path, source, warning
     assert warning in done.stderr
 
 
-# ----------------------------------------------------------------------------- the static scan
+# ----------------------------------------------------------------------------- the static check
 
-#: Airflow 2 modules (and everything below them), with what Airflow 3 code uses instead.
-AIRFLOW2_MODULES = {
-    "airflow.models": "airflow.sdk (BaseOperator, DAG, Connection, Variable, Param...)",
-    "airflow.sensors": "airflow.sdk.BaseSensorOperator, or a provider's sensor",
-    "airflow.operators": "airflow.sdk.BaseOperator, or apache-airflow-providers-standard",
-    "airflow.hooks": "airflow.sdk.BaseHook, or a provider's hook",
-    "airflow.decorators": "airflow.sdk (dag, task)",
-    "airflow.datasets": "airflow.sdk (Asset, AssetAlias)",
-    "airflow.utils.context": "airflow.sdk.Context",
-    "airflow.utils.timezone": "airflow.sdk.timezone",
-    "airflow.utils.dates": "datetime / pendulum",
-    "airflow.utils.helpers": "airflow.sdk (chain, cross_downstream)",
-    "airflow.utils.task_group": "airflow.sdk.TaskGroup",
-    "airflow.utils.edgemodifier": "airflow.sdk.Label",
-    "airflow.utils.log.secrets_masker": "airflow.sdk.log (mask_secret)",
-    "airflow.utils.log.logging_mixin": "airflow.sdk.bases / self.log",
-    "airflow.configuration": "airflow.sdk.conf",
-    "airflow.exceptions": "airflow.sdk.exceptions",
-    "airflow.secrets": "airflow.sdk (Connection, Variable)",
-    "airflow.lineage": "airflow.sdk.lineage / OpenLineage methods",
-    "airflow.triggers.temporal": "apache-airflow-providers-standard triggers",
-    "airflow.triggers.external_task": "apache-airflow-providers-standard triggers",
-    "airflow.triggers.file": "apache-airflow-providers-standard triggers",
-    "airflow.timetables": "airflow.sdk (CronDataIntervalTimetable, CronTriggerTimetable...)",
-}
-#: Names that ``from airflow import ...`` gave in Airflow 2.
-AIRFLOW2_TOP_LEVEL_NAMES = {"DAG", "Dataset", "DatasetAlias", "XComArg", "AirflowException", "settings"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    line: int
-    statement: str
-    use_instead: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.statement} (Airflow 2 path; use {self.use_instead})"
-
-
-def _airflow2_module(module: str) -> str | None:
-    for old, new in AIRFLOW2_MODULES.items():
-        if module == old or module.startswith(old + "."):
-            return new
-    return None
+#: Airflow 2 paths, several of which still import silently in Airflow 3: ruff's AIR rules flag the
+#: use of some, the modules banned in pyproject.toml (TID251) the import of the others.
+AIRFLOW2_STATEMENTS = [
+    "from airflow.models.baseoperator import BaseOperator",
+    "from airflow.models import BaseOperator",
+    "from airflow.models import DAG",
+    "from airflow.models.dag import DAG",
+    "from airflow.models import Variable",
+    "from airflow.sensors.base import BaseSensorOperator",
+    "from airflow.hooks.base import BaseHook",
+    "import airflow.hooks.base",
+    "from airflow.utils.context import Context",
+    "from airflow.decorators import task",
+    "from airflow.datasets import Dataset",
+    "from airflow import DAG",
+    "from airflow import Dataset",
+    "from airflow import DatasetAlias",
+    "from airflow.operators.python import PythonOperator",
+    "from airflow.exceptions import AirflowException",
+    "from airflow.configuration import conf",
+    "from airflow.utils import timezone",
+    "from airflow.utils.timezone import utcnow",
+    "from airflow.utils.log.secrets_masker import mask_secret",
+    "from airflow.utils.dates import days_ago",
+    "from airflow.utils.helpers import chain_linear",
+    "from airflow.utils.task_group import TaskGroup",
+    "from airflow.timetables.trigger import CronTriggerTimetable",
+    "from airflow.triggers.temporal import TimeDeltaTrigger",
+]
+AIRFLOW3_STATEMENTS = [
+    "from airflow.sdk import BaseOperator, BaseSensorOperator, DAG, Asset, task",
+    "from airflow.sdk.exceptions import AirflowException",
+    "from airflow.triggers.base import BaseTrigger, TriggerEvent",
+    "from airflow.providers.common.sql.hooks.sql import DbApiHook",
+    "from airflow.providers.openlineage.extractors import OperatorLineage",
+    "from airflow.sdk.log import mask_secret",
+    "import airflow",
+    "from airflow_provider_quota.hooks.base import QuotaApiHook",
+]
 
 
-def scan_python(source: str, path: str, first_line: int = 1) -> list[Finding]:
-    """Airflow 2 imports in Python source; falls back to a line scan when a docs snippet does not parse."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return _scan_lines(source, path, first_line)
-    findings = []
-    for node in ast.walk(tree):
-        line = first_line + getattr(node, "lineno", 1) - 1
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if (new := _airflow2_module(alias.name)) is not None:
-                    findings.append(Finding(path, line, f"import {alias.name}", new))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported = [alias.name for alias in node.names]
-            if (new := _airflow2_module(node.module)) is not None:
-                findings.append(Finding(path, line, f"from {node.module} import {', '.join(imported)}", new))
-            else:  # from airflow import DAG, from airflow.utils import timezone...
-                for name in imported:
-                    old_module = _airflow2_module(f"{node.module}.{name}")
-                    if old_module is None and node.module == "airflow" and name in AIRFLOW2_TOP_LEVEL_NAMES:
-                        old_module = "airflow.sdk"
-                    if old_module is not None:
-                        findings.append(Finding(path, line, f"from {node.module} import {name}", old_module))
-    return findings
-
-
-_IMPORT_LINE = re.compile(r"^\s*(?:from\s+(airflow(?:\.\w+)*)\s+import\s+(.+)|import\s+(airflow(?:\.\w+)*))")
-
-
-def _scan_lines(source: str, path: str, first_line: int) -> list[Finding]:
-    findings = []
-    for offset, text in enumerate(source.splitlines()):
-        match = _IMPORT_LINE.match(text)
-        if not match:
-            continue
-        module = match.group(1) or match.group(3)
-        new = _airflow2_module(module)
-        imported = [name.strip(" ()\\").split(" as ")[0].strip() for name in (match.group(2) or "").split(",")]
-        for name in imported if new is None and match.group(2) else []:
-            new = new or _airflow2_module(f"{module}.{name}")
-            if new is None and module == "airflow" and name in AIRFLOW2_TOP_LEVEL_NAMES:
-                new = "airflow.sdk"
-        if new is not None:
-            findings.append(Finding(path, first_line + offset, text.strip(), new))
-    return findings
-
-
-_MARKDOWN_BLOCK = re.compile(r"^```(?:python|py|python3)\s*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-_RST_BLOCK = re.compile(
-    r"^(?P<indent>[ \t]*)\.\. (?:code-block|code|sourcecode):: (?:python|py|python3)[^\n]*\n"
-    r"(?:(?P=indent)[ \t]+:[^\n]*\n)*\n?(?P<body>(?:(?:(?P=indent)[ \t]+[^\n]*)?\n)+)",
-    re.MULTILINE,
-)
-
-
-def doc_code_blocks(text: str) -> list[tuple[int, str]]:
-    """(first line, code) of each Python block of a Markdown or reStructuredText document."""
-    blocks = []
-    for match in _MARKDOWN_BLOCK.finditer(text):
-        blocks.append((text.count("\n", 0, match.start(1)) + 1, match.group(1)))
-    for match in _RST_BLOCK.finditer(text):
-        blocks.append((text.count("\n", 0, match.start("body")) + 1, textwrap.dedent(match.group("body"))))
-    return blocks
-
-
-def scan_file(path: Path) -> list[Finding]:
-    shown = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".py":
-        return scan_python(text, shown)
-    return [finding for line, code in doc_code_blocks(text) for finding in scan_python(code, shown, line)]
-
-
-def scanned_files() -> list[Path]:
-    files = [*PACKAGE.rglob("*.py"), *EXAMPLES.rglob("*.py"), REPO / "README.md"]
-    if DOCS.is_dir():
-        files += [path for pattern in ("*.py", "*.md", "*.rst") for path in DOCS.rglob(pattern)]
-    return sorted(path for path in files if path.is_file())
-
-
-#: Modules that run only in the API server and read the metadata database (the Quotas page): Airflow's
-#: ORM models are Airflow 3's own way to task instances and triggers there (airflow.sdk has none).
-SERVER_SIDE_MODELS = {"airflow_provider_quota/plugins/quotas_data.py"}
-
-
-def _allowed(finding: Finding) -> bool:
-    statement = finding.statement
-    return finding.path in SERVER_SIDE_MODELS and statement.startswith(
-        ("from airflow.models.", "import airflow.models.")
+def ruff_airflow_findings(path: Path) -> list[tuple[str, int, str]]:
+    """(file name, line, message) of what ruff's Airflow rules, as configured in pyproject.toml, say about path."""
+    config = ["--config", str(REPO / "pyproject.toml"), "--select", "AIR,TID251", "--output-format", "concise"]
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", *config, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    assert done.returncode in (0, 1), done.stderr
+    findings = (re.match(r"(.+?):(\d+):\d+: (.*)", line) for line in done.stdout.splitlines())
+    return [(Path(found[1]).name, int(found[2]), found[3]) for found in findings if found]
 
 
-def test_no_airflow2_import_paths_in_package_examples_and_docs():
-    files = scanned_files()
-    assert PACKAGE / "operators" / "indeed.py" in files and EXAMPLES / "indeed_monthly_spend.py" in files
-    findings = [finding for path in files for finding in scan_file(path) if not _allowed(finding)]
-    assert not findings, "Airflow 2 import paths:\n" + "\n".join(map(str, findings))
+def test_ruff_flags_each_airflow2_path_and_passes_airflow3_ones(tmp_path):
+    """``make lint`` carries the check for the package and the example DAGs; this proves its configuration."""
+    # each statement, then a use of the name it binds (line 2i+1, 2i+2)
+    (tmp_path / "old.py").write_text("".join(f"{line}\n{line.split()[-1]}\n" for line in AIRFLOW2_STATEMENTS))
+    (tmp_path / "new.py").write_text("\n".join(AIRFLOW3_STATEMENTS) + "\n")
+    findings = ruff_airflow_findings(tmp_path)
+    flagged = {(line + 1) // 2 for name, line, _ in findings if name == "old.py"}
+    missed = [line for number, line in enumerate(AIRFLOW2_STATEMENTS, 1) if number not in flagged]
+    assert missed == [], "ruff does not flag these Airflow 2 paths"
+    assert [finding for finding in findings if finding[0] == "new.py"] == []
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "from airflow.models.baseoperator import BaseOperator",
-        "from airflow.models import BaseOperator",
-        "from airflow.models import DAG",
-        "from airflow.models.dag import DAG",
-        "from airflow.sensors.base import BaseSensorOperator",
-        "from airflow.hooks.base import BaseHook",
-        "import airflow.hooks.base",
-        "from airflow.utils.context import Context",
-        "from airflow.decorators import task",
-        "from airflow.datasets import Dataset",
-        "from airflow import DAG",
-        "from airflow import Dataset",
-        "from airflow.operators.python import PythonOperator",
-        "from airflow.exceptions import AirflowException",
-        "from airflow.configuration import conf",
-        "from airflow.utils import timezone",
-        "from airflow.utils.timezone import utcnow",
-        "from airflow.utils.log.secrets_masker import mask_secret",
-    ],
-)
-def test_the_scan_names_file_and_line_of_each_airflow2_path(tmp_path, statement):
-    module = tmp_path / "module.py"
-    module.write_text(f'"""Doc."""\n\nimport os\n\n\ndef f():\n    {statement}\n')
-    [finding] = scan_file(module)
-    assert finding.line == 7 and finding.path == str(module)
-    assert str(finding).startswith(f"{module}:7: ")
-    # in docs too: a Markdown block and a reStructuredText block, parsable or not
-    (tmp_path / "guide.md").write_text(f"# Guide\n\ntext\n\n```python\nx = 1\n{statement}\n...: broken\n```\n")
-    assert [f.line for f in scan_file(tmp_path / "guide.md")] == [7]
-    (tmp_path / "guide.rst").write_text(
-        f"Guide\n=====\n\n.. code-block:: python\n\n    x = 1\n    {statement}\n\nEnd.\n"
-    )
-    assert [f.line for f in scan_file(tmp_path / "guide.rst")] == [7]
-
-
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "from airflow.sdk import BaseOperator, BaseSensorOperator, DAG, Asset, task",
-        "from airflow.sdk.exceptions import AirflowException",
-        "from airflow.triggers.base import BaseTrigger, TriggerEvent",
-        "from airflow.providers.common.sql.hooks.sql import DbApiHook",
-        "from airflow.providers.openlineage.extractors import OperatorLineage",
-        "from airflow.sdk.log import mask_secret",
-        "import airflow",
-        "from airflow_provider_quota.hooks.base import QuotaApiHook",
-    ],
-)
-def test_the_scan_accepts_airflow3_paths(tmp_path, statement):
-    module = tmp_path / "module.py"
-    module.write_text(statement + "\n")
-    assert scan_file(module) == []
+def test_no_airflow2_import_paths_in_the_python_blocks_of_the_docs(tmp_path):
+    """Ruff does not read Markdown: the docs' Python blocks go through the same rules as files."""
+    blocks = [block for block in all_blocks() if block.lang == "python"]
+    assert len(blocks) >= 5
+    for index, block in enumerate(blocks):
+        (tmp_path / f"block_{index}.py").write_text(block.code)
+    findings = [
+        f"{blocks[int(name.removeprefix('block_').removesuffix('.py'))].where}, line {line} of the block: {message}"
+        for name, line, message in ruff_airflow_findings(tmp_path)
+    ]
+    assert not findings, "Airflow 2 import paths in the docs:\n" + "\n".join(findings)
 
 
 PARSE_IMPORTS = """
@@ -354,8 +227,8 @@ HEAVY_AT_PARSE = (
     "airflow_provider_quota.hooks.sonarly",
     "airflow_provider_quota.hooks.indeed",
     "airflow_provider_quota.triggers",
-    "airflow_provider_quota.warehouse",
-    "airflow_provider_quota.lineage",
+    "airflow_provider_quota.utils.warehouse",
+    "airflow_provider_quota.utils.lineage",
     "requests",
     "urllib3",
     "airflow.providers.common.sql",

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from airflow_provider_quota.exceptions import UnexpectedResponseError
-from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
+from airflow_provider_quota.models import AccessToken, ApiQuotaUsage, ApiQuotaUsageData, ProspectingQuota, parse_payload
 
 BASE = {
     "listType": "LINKEDIN_CLASSIC",
@@ -48,7 +48,9 @@ def test_reset_at_is_utc_aware():
     assert quota(resetAt="2026-04-28T17:30:00+02:00").reset_at == datetime(2026, 4, 28, 15, 30, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("value", [None, "soon", "", 1234, "2026-13-45T00:00:00Z", {"at": 1}])
+@pytest.mark.parametrize(
+    "value", [None, "soon", "", 1234, "2026-13-45T00:00:00Z", {"at": 1}, "9999-12-31T23:00:00-05:00", "x" * 10**6]
+)
 def test_unusable_reset_at_means_unknown_with_a_warning(value, caplog):
     caplog.set_level(logging.WARNING)
     assert quota(resetAt=value).reset_at is None
@@ -88,19 +90,22 @@ USAGE = {
 }
 
 
+def usage(**changes):
+    data = parse_payload(ApiQuotaUsageData, {**USAGE, **changes}, api="Indeed", what="GET /ads/v1/apiquotausage")
+    return ApiQuotaUsage.from_api(data, employer_id="e")
+
+
 def test_usage_record():
-    usage = ApiQuotaUsage.from_api(USAGE, employer_id="e")
-    assert usage.requests_count == 1007 and usage.month == "122024" and usage.month_start.isoformat() == "2024-12-01"
-    assert usage.spend_amount == Decimal("3000.123456789012345678901")
-    dumped = usage.model_dump(mode="json")
+    usage_ = usage()
+    assert usage_.requests_count == 1007 and usage_.month == "122024" and usage_.month_start.isoformat() == "2024-12-01"
+    assert usage_.spend_amount == Decimal("3000.123456789012345678901")
+    dumped = usage_.model_dump(mode="json")
     assert dumped["spend_amount"] == "3000.123456789012345678901"
     assert dumped["api_usage"][1] == {"requestsCount": 7, "endpoint": "x"}
 
 
 def test_integer_spend_is_exact():
-    assert ApiQuotaUsage.from_api({**USAGE, "sponsoredJobsSpendAmount": 3000}, employer_id="e").spend_amount == Decimal(
-        3000
-    )
+    assert usage(sponsoredJobsSpendAmount=3000).spend_amount == Decimal(3000)
 
 
 @pytest.mark.parametrize(
@@ -111,8 +116,25 @@ def test_integer_spend_is_exact():
         ({"sponsoredJobsSpendAmount": Decimal("-5")}, "greater than or equal to 0"),
         ({"mmyyyy": "132024"}, "mmyyyy"),
         ({"apiUsage": [{"requestsCount": 2**62}, {"requestsCount": 2**62}, {"requestsCount": 2**62}]}, "BIGINT"),
+        # Implausible numbers: 13 bytes of JSON that would print as 100 MB, or a count of 40 digits.
+        ({"sponsoredJobsSpendAmount": Decimal("1e99999999")}, "sponsoredJobsSpendAmount: "),
+        ({"sponsoredJobsSpendAmount": Decimal("1e-99999999")}, "sponsoredJobsSpendAmount: .*decimal places"),
+        ({"sponsoredJobsSpendAmount": Decimal("9" * 36)}, "36 digits before the decimal point, more than 35"),
+        ({"apiQuota": Decimal("1" * 41)}, "apiQuota: Input should be a valid integer"),
+        ({"mmyyyy": "120000"}, "mmyyyy: Value error"),
     ],
 )
-def test_bad_usage_is_refused(changes, problem):
+def test_bad_usage_is_refused_naming_the_field_and_permanently(changes, problem):
+    with pytest.raises(UnexpectedResponseError, match=problem) as caught:
+        usage(**changes)
+    assert caught.value.permanent and len(str(caught.value)) < 1000
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "token", "problem"),
+    [(2**1100, "t", "expires_in"), (3600, "tok en", "access_token"), (3600, "tok\u00e9n", "access_token")],
+)
+def test_implausible_tokens_are_refused_naming_the_field(expires_in, token, problem):
+    answer = {"access_token": token, "token_type": "Bearer", "expires_in": expires_in}
     with pytest.raises(UnexpectedResponseError, match=problem):
-        ApiQuotaUsage.from_api({**USAGE, **changes}, employer_id="e")
+        parse_payload(AccessToken, answer, api="Indeed", what="POST /oauth/v2/tokens")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from airflow_provider_quota.exceptions import InvalidMonthError
-from airflow_provider_quota.months import current_month, format_month, parse_month, previous_month
+from airflow_provider_quota.utils.months import current_month, format_month, parse_month, previous_month
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 

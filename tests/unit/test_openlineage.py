@@ -23,7 +23,7 @@ import pytest
 
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
-from airflow_provider_quota.warehouse import COLUMNS, create_table_sql, get_db_hook
+from airflow_provider_quota.utils.warehouse import COLUMNS, create_table_sql, get_db_hook
 from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, REPO, SONARLY_KEY, set_connection
 
 pytest.importorskip("airflow.providers.openlineage", reason="these tests need the OpenLineage provider")
@@ -118,7 +118,7 @@ def test_employer_ids_are_one_path_segment(indeed_conn, sandbox, sandbox_server)
     assert names(provider_lineage(operator).inputs) == [
         (sandbox_server.url, "ads/v1/apiquotausage/emp-eu-initech/012025")
     ]
-    from airflow_provider_quota.lineage import indeed_usage_dataset
+    from airflow_provider_quota.utils.lineage import indeed_usage_dataset
 
     odd = indeed_usage_dataset("https://apis.indeed.com", "emp/1 ?x", "012025")
     assert odd.name == "ads/v1/apiquotausage/emp%2F1%20%3Fx/012025"
@@ -206,7 +206,7 @@ def test_unreachable_warehouse_at_lineage_time_keeps_the_inputs(indeed_conn, pos
 
 
 def test_schema_facet_types_match_the_ddl_on_every_dialect():
-    from airflow_provider_quota.lineage import _schema_facet
+    from airflow_provider_quota.utils.lineage import _schema_facet
 
     for dialect in ("sqlite", "postgresql", "mysql"):
         ddl = create_table_sql(TABLE, dialect)
@@ -405,7 +405,7 @@ import airflow_provider_quota
 for info in pkgutil.walk_packages(airflow_provider_quota.__path__, "airflow_provider_quota."):
     importlib.import_module(info.name)
 
-from airflow_provider_quota.lineage import openlineage_available
+from airflow_provider_quota.utils.lineage import openlineage_available
 from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 import pytest
 
-from airflow_provider_quota import warehouse
 from airflow_provider_quota.exceptions import InvalidParameterError
+from airflow_provider_quota.utils import warehouse
 from tests.conftest import set_connection
 from tests.docs.ddl_rules import (
     bigquery_ddl_problems,
@@ -80,7 +80,7 @@ def test_mysql_keeps_utc_wall_time_and_its_widest_decimal():
 
 
 def test_bigquery_has_no_ddl_of_its_own_and_the_generic_one_breaks_its_rules():
-    assert "bigquery" not in warehouse._TYPES
+    assert warehouse.DIALECTS["bigquery"].types is None
     problems = bigquery_ddl_problems(warehouse.create_table_sql(TABLE, "bigquery"))
     assert problems == [
         "VARCHAR(256): not a BigQuery data type",
@@ -159,7 +159,7 @@ def test_upsert_of_a_dialect_without_a_common_sql_dialect_class_is_replace_into(
 
     The Snowflake provider registers no dialect (its provider info has no "dialects" entry),
     so a SnowflakeHook would get this statement, which Snowflake does not support: this is why
-    ``write_usage`` uses ``replace_in_one_transaction`` outside ``NATIVE_UPSERT_DIALECTS``.
+    ``write_usage`` uses ``update_or_insert`` where ``native_upsert`` is off.
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 

@@ -14,9 +14,10 @@ import pytest
 import time_machine
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator, month_for_run
-from airflow_provider_quota.warehouse import get_db_hook, warehouse_table_asset
-from tests.conftest import INDEED_SECRET, WAREHOUSES, fail_inserts_of, set_connection, warehouse_conn_id
+from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+from airflow_provider_quota.utils.months import month_for_run
+from airflow_provider_quota.utils.warehouse import get_db_hook, warehouse_table_asset
+from tests.conftest import INDEED_SECRET, WAREHOUSES, fail_writes_of, set_connection, warehouse_conn_id
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 UTC = timezone.utc
@@ -282,7 +283,7 @@ def test_failed_write_leaves_the_previous_rows(indeed_conn, sandbox, warehouse):
     months = ["122024", "012025"]
     IndeedQuotaUsageOperator(task_id="extract", month=months, sql_conn_id=conn_id, table=table).execute({})
     before = _rows(conn_id, table)
-    remove_failure = fail_inserts_of(conn_id, table, "012025")  # a real database error on the second row
+    remove_failure = fail_writes_of(conn_id, table, "012025")  # a real database error on the second row
     sandbox.add_fault(
         "patch", endpoint="indeed_quota_usage", count=2, patch={"sponsoredJobsSpendAmount": Decimal("99.99")}
     )
@@ -312,7 +313,7 @@ def test_without_create_table_a_missing_table_is_an_error(indeed_conn, sandbox, 
 
 
 def test_hook_params_are_plain_known_numbers():
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="client_secret: Extra inputs are not permitted"):
         IndeedQuotaUsageOperator(task_id="extract", hook_params={"client_secret": "x"})
     operator = IndeedQuotaUsageOperator(task_id="extract", hook_params={"read_timeout": 5, "max_attempts": 2})
-    assert (operator.hook.read_timeout, operator.hook.max_attempts) == (5.0, 2)
+    assert (operator.hook.settings.read_timeout, operator.hook.settings.max_attempts) == (5.0, 2)

@@ -313,7 +313,7 @@ def test_spend_charts_per_currency_and_the_exact_table(page, spend_table):
     assert spend["error"] is None
     shown = {(row["employer_id"], row["month"]) for row in spend["rows"]}
     assert len(shown) == 10 and all(month in spend_table for _, month in shown)  # the old month is not shown
-    from airflow_provider_quota.warehouse import get_db_hook
+    from airflow_provider_quota.utils.warehouse import get_db_hook
 
     stored = {
         (employer, month_start[:7]): Decimal(amount)

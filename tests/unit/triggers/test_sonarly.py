@@ -49,8 +49,8 @@ def test_serialize_round_trip_holds_no_secret(sonarly_conn):
         "reset_at": START + timedelta(hours=1),
         "poke_interval": 60.0,
         "jitter": 2.0,
-        "max_consecutive_failures": 3,
         "hook_params": {"read_timeout": 5.0, "max_attempts": 2},
+        "deadline": None,
     }
     rebuilt = SonarlyQuotaResetTrigger(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
@@ -67,7 +67,7 @@ def test_sleeps_until_reset_then_one_check(sonarly_conn, sandbox, traveller):
     sandbox.set_quota("ag_sandbox", used=25, reset_in_seconds=3600)
     event = asyncio.run(first_event(make_trigger()))
     assert event["status"] == "success" and event["checks"] == 1
-    assert event["quota"]["remaining"] == 25
+    assert event["xcom"]["remaining"] == 25
     assert 3600.5 <= sum(traveller.slept) <= 3602.6
     assert max(traveller.slept) <= 600  # slept in steps, re-reading the wall clock
     assert sandbox.requests_to("sonarly_quota") == 1
@@ -163,7 +163,7 @@ def test_requests_in_flight_on_one_loop_are_capped(sonarly_conn, sandbox, monkey
 
     sandbox.add_fault("stall", endpoint="sonarly_quota", count=None, seconds=0.2)
     in_flight = peak = 0
-    original = httpx.AsyncClient.request
+    original = httpx.AsyncClient.send
 
     async def counting(self, *args, **kwargs):
         nonlocal in_flight, peak
@@ -174,7 +174,7 @@ def test_requests_in_flight_on_one_loop_are_capped(sonarly_conn, sandbox, monkey
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(httpx.AsyncClient, "request", counting)
+    monkeypatch.setattr(httpx.AsyncClient, "send", counting)
 
     async def main() -> list[Any]:
         return await asyncio.gather(*(SonarlyHook().aget_prospecting_quota() for _ in range(4 * ASYNC_MAX_CONNECTIONS)))

@@ -96,14 +96,13 @@ def sonarly_quota_dataset(hook: SonarlyHook, account_group_id: str | None, list_
 
     Reads the connection (base URL, default account group), never the API.
     """
-    path, _ = hook._quota_request(account_group_id, list_type)
-    name = path.strip("/") + (f"/{quote(list_type, safe='')}" if list_type else "")
+    name = hook.quota_path(account_group_id).strip("/") + (f"/{quote(list_type, safe='')}" if list_type else "")
     return api_dataset(hook.base_url, name, api="Sonarly")
 
 
 def _upsert_sql(table: str) -> str:
     """The statement the OpenLineage SQL parser reads the output table from: what ``insert_rows`` runs."""
-    from airflow_provider_quota.warehouse import COLUMNS, validate_table_name
+    from airflow_provider_quota.utils.warehouse import COLUMNS, validate_table_name
 
     values = ", ".join("NULL" for _ in COLUMNS)
     return f"INSERT INTO {validate_table_name(table)} ({', '.join(COLUMNS)}) VALUES ({values})"  # noqa: S608
@@ -126,7 +125,7 @@ def _fallback_table_name(hook: DbApiHook, connection: Any, table: str) -> tuple[
 def _schema_facet(dialect: str, *, with_types: bool) -> Any:
     from openlineage.client.facet_v2 import schema_dataset
 
-    from airflow_provider_quota.warehouse import column_types
+    from airflow_provider_quota.utils.warehouse import column_types
 
     return schema_dataset.SchemaDatasetFacet(
         fields=[
@@ -195,7 +194,7 @@ def indeed_usage_lineage(
     inputs = [indeed_usage_dataset(*read) for read in reads]
     outputs = []
     if sql_conn_id and table:
-        from airflow_provider_quota.warehouse import get_db_hook
+        from airflow_provider_quota.utils.warehouse import get_db_hook
 
         try:
             outputs.append(warehouse_table_dataset(get_db_hook(sql_conn_id), table, create_table=create_table))
