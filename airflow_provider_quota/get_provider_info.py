@@ -13,7 +13,7 @@ _INSECURE_HTTP_FIELD = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Return the provider's metadata: modules, connection types and their UI form."""
+    """Return the provider's metadata: modules, connection types and their UI form, the Quotas page."""
     return {
         "package-name": "airflow-provider-quota",
         "name": "Quota (Sonarly prospecting quota, Indeed Sponsored Jobs API usage)",
@@ -51,6 +51,38 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_quota.operators.indeed"],
             },
         ],
+        "plugins": [{"name": "quotas", "plugin-class": "airflow_provider_quota.plugins.quotas.QuotasPlugin"}],
+        "config": {
+            "quota": {
+                "description": "The Quotas page of the Airflow UI (Browse > Quotas), served by the API server.",
+                "options": {
+                    "ui_cache_seconds": {
+                        "description": "How long the page reuses a prospecting quota it read: any number of "
+                        "page views costs at most one API request per connection, account group and list "
+                        "type in this period (errors included).",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "300",
+                        "default": "60",
+                    },
+                    "spend_conn_id": {
+                        "description": "The common.sql connection of the warehouse table written by "
+                        "IndeedQuotaUsageOperator; empty: the page shows no Indeed spend.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "quota_warehouse",
+                        "default": "",
+                    },
+                    "spend_table": {
+                        "description": "That table, as 'table' or 'schema.table'.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "analytics.indeed_api_quota_usage",
+                        "default": "indeed_api_quota_usage",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "sonarly",

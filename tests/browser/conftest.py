@@ -7,6 +7,11 @@ The session starts ``airflow api-server`` on a free loopback port with its own t
 (``apt-get install -y chromium chromium-driver``) driven by Playwright; no browser is downloaded.
 Without it the tests skip with the reason (a failure under ``CI=true``, see tests/conftest.py).
 
+The Quotas page tests also start ``airflow scheduler`` (LocalExecutor), ``airflow dag-processor`` and
+``airflow triggerer`` on the same home (:func:`airflow_workers`), so that their gates really defer and
+wait; every process reads the sandbox through ``AIRFLOW_CONN_SONARLY_DEFAULT`` and ``INDEED_DEFAULT``,
+and the page's Indeed section reads ``quota_warehouse``, a SQLite file in the home.
+
 ``QUOTA_UI_CHECK_AIRFLOW_URL=http://127.0.0.1:PORT`` reuses an API server started the same way
 (connection testing enabled, everyone admin) instead of starting one: for working on the tests.
 
@@ -28,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ import pytest
 import requests
 
 from airflow_provider_quota.sandbox import SandboxServer
-from tests.conftest import REPO
+from tests.conftest import INDEED_CLIENT_ID, INDEED_SECRET, REPO, SONARLY_KEY
 
 CHROMIUM = os.environ.get("QUOTA_UI_CHECK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -64,6 +69,7 @@ class AirflowUi:
     url: str
     home: Path
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     def forget_connection(self, conn_id: str) -> None:
         """Delete a connection left by an earlier run on a reused server (404 when there is none)."""
@@ -84,12 +90,42 @@ def _log_tail(log: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def _airflow_env(home: Path, port: int) -> dict[str, str]:
+def _airflow_env(home: Path, port: int, sandbox_url: str) -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
     dags = home / "dags"
     dags.mkdir(exist_ok=True)
     env.update(
         {
+            # the sandbox and the warehouse, for the API server (Quotas page), the workers and the triggerer
+            "AIRFLOW_CONN_SONARLY_DEFAULT": json.dumps(
+                {
+                    "conn_type": "sonarly",
+                    "host": sandbox_url,
+                    "password": SONARLY_KEY,
+                    "extra": {"account_group_id": "ag_sandbox"},
+                }
+            ),
+            "AIRFLOW_CONN_INDEED_DEFAULT": json.dumps(
+                {
+                    "conn_type": "indeed",
+                    "host": sandbox_url,
+                    "login": INDEED_CLIENT_ID,
+                    "password": INDEED_SECRET,
+                    "extra": {"employer_id": "emp-acme"},
+                }
+            ),
+            "AIRFLOW_CONN_QUOTA_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(home / "warehouse.db")}),
+            "AIRFLOW__QUOTA__SPEND_CONN_ID": "quota_warehouse",
+            # the screenshots follow the sandbox's state within a second
+            "AIRFLOW__QUOTA__UI_CACHE_SECONDS": "1",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": Fernet.generate_key().decode(),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -158,7 +194,7 @@ def airflow_ui(chromium_path: str, sandbox_server: SandboxServer) -> Iterator[Ai
         return
     home = Path(tempfile.mkdtemp(prefix="quota-ui-check-airflow-home-"))
     port = _free_loopback_port()
-    env = _airflow_env(home, port)
+    env = _airflow_env(home, port, sandbox_server.url)
     log = home / "api-server.log"
     migrate = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
@@ -181,10 +217,78 @@ def airflow_ui(chromium_path: str, sandbox_server: SandboxServer) -> Iterator[Ai
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(url, proc, log)
-        yield AirflowUi(url=url, home=home, log=log)
+        yield AirflowUi(url=url, home=home, log=log, env=env)
     finally:
         _stop(proc)
         shutil.rmtree(home, ignore_errors=True)
+
+
+#: The processes that run DAGs, beside the API server; the health endpoint reports each of them.
+WORKER_COMMANDS = {"scheduler": ["scheduler"], "dag_processor": ["dag-processor"], "triggerer": ["triggerer"]}
+#: A second gate, beside the example DAG's deferrable one: in reschedule mode, on another account group.
+GROWTH_GATE_DAG = """
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG
+
+from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
+
+with DAG("prospecting_growth_team", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)):
+    SonarlyQuotaSensor(
+        task_id="wait_for_growth_quota",
+        account_group_id="ag_growth",
+        list_type="SALES_NAVIGATOR",
+        min_remaining=5,
+        mode="reschedule",
+        timeout=6 * 3600,
+    )
+"""
+
+
+@pytest.fixture(scope="session")
+def airflow_workers(airflow_ui: AirflowUi) -> Iterator[AirflowUi]:
+    """
+    ``airflow scheduler``, ``dag-processor`` and ``triggerer`` on the API server's home, once all report healthy.
+
+    Its DAGs: the example ``prospecting_quota_gate`` (a deferrable gate on the connection's ag_sandbox)
+    and ``prospecting_growth_team`` (a gate in reschedule mode on ag_growth).
+    """
+    if REUSE_URL:
+        pytest.skip("QUOTA_UI_CHECK_AIRFLOW_URL: a reused API server has no scheduler or triggerer of ours")
+    dags = airflow_ui.home / "dags"
+    shutil.copyfile(REPO / "example_dags" / "prospecting_quota_gate.py", dags / "prospecting_quota_gate.py")
+    (dags / "prospecting_growth_team.py").write_text(GROWTH_GATE_DAG)
+    procs = []
+    try:
+        for name, command in WORKER_COMMANDS.items():
+            with (airflow_ui.home / f"{name}.log").open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "airflow", *command],
+                        env=airflow_ui.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for (name, _), proc in zip(WORKER_COMMANDS.items(), procs, strict=True):
+                if proc.poll() is not None:
+                    pytest.fail(
+                        f"airflow {name} exited with {proc.returncode}:\n{_log_tail(airflow_ui.home / f'{name}.log')}"
+                    )
+            health = requests.get(f"{airflow_ui.url}/api/v2/monitor/health", timeout=30).json()
+            if all(health.get(name, {}).get("status") == "healthy" for name in WORKER_COMMANDS):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"scheduler, dag processor and triggerer not healthy after {STARTUP_TIMEOUT:.0f} s: {health}")
+        yield airflow_ui
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 def _port_zero_is_rejected(url: str) -> bool:
@@ -267,11 +371,11 @@ def page(browser_context: Any, airflow_ui: AirflowUi, port_zero_workaround: bool
         page.close()
 
 
-def save_screenshot(page: Any, name: str, *, docs: bool = False) -> Path:
+def save_screenshot(page: Any, name: str, *, docs: bool = False, full_page: bool = False) -> Path:
     """Save ``.ui-check/<name>.png``; with ``docs`` and QUOTA_UI_CHECK_UPDATE_DOCS=1, copy it to docs/img/."""
     path = SCREENSHOTS / f"{name}.png"
     # Finished animations: a toast is shown where it settles, not halfway through sliding in.
-    page.screenshot(path=str(path), animations="disabled")
+    page.screenshot(path=str(path), animations="disabled", full_page=full_page)
     if docs and UPDATE_DOCS:
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_IMG / path.name)

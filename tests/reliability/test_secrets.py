@@ -298,6 +298,49 @@ def test_example_dag_under_faults_through_airflows_task_runner(
     assert stats["requests"]["indeed_quota_usage"] == 3 + 3  # one answer per employer, three faults
 
 
+def test_the_quotas_page_and_its_endpoints_hold_no_secret(
+    airflow_db, monkeypatch, sandbox, sandbox_server, tmp_path, figures
+):
+    """
+    The Quotas page and its JSON endpoints (through the whole Airflow API app) in every state: quota
+    read, a 500 on a card, a wrong API key on a card, the Indeed section on a warehouse filled from the
+    sandbox (an access token was issued), and a waiting gate whose trigger kwargs the page decrypts.
+    """
+    from tests.quotas_page import ENDPOINTS, QuotasPage, recent_months, run_gate_dag, waiting, write_spend
+
+    wrong_key = "sk_test_wrong_key_for_the_quotas_page"
+    SUITE.extra_secrets.add(wrong_key)
+    monkeypatch.setenv("_AIRFLOW_PROCESS_CONTEXT", "server")  # as the API server runs
+    from tests.reliability.conftest import airflow_configured_log_level
+
+    with airflow_configured_log_level():  # an upstream DEBUG line of dag.test() only, see its docstring
+        runs = run_gate_dag(sandbox_server)  # resets the sandbox
+    indeed_at(monkeypatch, sandbox_server.url)
+    set_connection(monkeypatch, "quota_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
+    write_spend("quota_warehouse", "indeed_api_quota_usage", ["emp-acme"], recent_months(2))
+    monkeypatch.setenv("AIRFLOW__QUOTA__SPEND_CONN_ID", "quota_warehouse")
+    sonarly_at(monkeypatch, sandbox_server.url)
+    set_connection(
+        monkeypatch,
+        "sonarly_wrong",
+        conn_type="sonarly",
+        host=sandbox_server.url,
+        password=wrong_key,
+        extra={"account_group_id": "ag_growth"},
+    )
+    sandbox.add_fault("500", endpoint="sonarly_quota", count=1)
+    reset_at = datetime.now(timezone.utc) + timedelta(hours=1)
+    page = QuotasPage()
+    with waiting(runs, reset_at=reset_at, reschedule_at=reset_at, group="ag_growth", list_type="SALES_NAVIGATOR"):
+        for path in ENDPOINTS:
+            answer = page.get(path)
+            assert answer.status_code == 200, answer.text
+            figures.evidence("ui page", answer.text)
+        text = page.html()  # the readings of the period: the 500 and the 401 on their cards
+    assert "HTTP 500" in text and "HTTP 401" in text and "emp-acme" in text
+    assert sandbox.stats()["tokens_issued"] == {"emp-acme": 1}
+
+
 # --------------------------------------------------------------------------- the scan
 
 
@@ -319,13 +362,14 @@ def test_the_scan_sees_every_channel(figures):
     figures.task(fail, expect=QuotaApiError)
     figures.evidence("rendered", {"field": canary})
     figures.evidence("trigger kwargs", {"kwarg": canary})
+    figures.evidence("ui page", f"<p>{canary}</p>")
 
 
 @pytest.mark.scan_last
 def test_nothing_the_suite_emitted_holds_a_secret(figures):
     scan = SUITE.scan()
     canaries = scan["canary_hits_by_channel"]
-    for channel in ("log", "stdout", "stderr", "xcom", "exception", "rendered", "trigger kwargs"):
+    for channel in ("log", "stdout", "stderr", "xcom", "exception", "rendered", "trigger kwargs", "ui page"):
         assert canaries.get(channel, 0) >= 1, f"the scan does not see the {channel!r} channel: {canaries}"
     assert scan["access_tokens_searched"] >= 1 or len(SUITE.tests) < 10, "no access token was issued to search for"
     assert scan["secrets_found"] == 0, scan

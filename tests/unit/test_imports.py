@@ -236,6 +236,7 @@ HEAVY_AT_PARSE = (
     "airflow.providers.openlineage",
     "uvicorn",
     "fastapi",
+    "airflow_provider_quota.plugins",
 )
 
 
@@ -246,3 +247,39 @@ def test_parsing_a_dag_imports_nothing_heavy_beyond_the_task_sdk():
     assert "airflow_provider_quota.sensors.sonarly" in added  # the probe does see what the imports add
     heavy = [name for name in added if any(name == h or name.startswith(f"{h}.") for h in HEAVY_AT_PARSE)]
     assert heavy == [], f"DAG parsing now imports {heavy}: move them into the methods that use them"
+
+
+LOAD_PLUGINS = """
+import json
+import sys
+
+from airflow import plugins_manager
+
+before = set(sys.modules)
+plugins_manager.ensure_plugins_loaded()
+print(json.dumps({
+    "plugins": [plugin.name for plugin in plugins_manager._get_plugins()[0]],
+    "errors": plugins_manager.get_import_errors(),
+    "added": sorted(set(sys.modules) - before),
+}))
+"""
+
+#: What the Quotas page needs and only the API server may pay for, when it serves the page.
+HEAVY_FOR_PLUGIN_LOADERS = (
+    "airflow_provider_quota.plugins.quotas_data",
+    "airflow_provider_quota.hooks",
+    "airflow_provider_quota.models",
+    "airflow.api_fastapi.core_api",
+    "fastapi",
+    "starlette",
+)
+
+
+def test_loading_the_plugin_in_a_worker_or_triggerer_imports_nothing_heavy():
+    """Every process that loads plugins imports the Quotas plugin; the page's app is built by the API server only."""
+    result = subprocess.run([sys.executable, "-c", LOAD_PLUGINS], capture_output=True, text=True, check=True)
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "quotas" in loaded["plugins"] and loaded["errors"] == {}
+    assert "airflow_provider_quota.plugins.quotas" in loaded["added"]  # the probe sees what loading adds
+    heavy = [m for m in loaded["added"] if any(m == h or m.startswith(f"{h}.") for h in HEAVY_FOR_PLUGIN_LOADERS)]
+    assert heavy == [], f"loading the plugins now imports {heavy}: build them in create_app()"

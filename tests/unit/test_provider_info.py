@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from airflow_provider_quota import __version__
 from airflow_provider_quota.get_provider_info import get_provider_info
@@ -92,3 +94,34 @@ def test_airflow_cli_lists_the_provider_and_both_connection_types():
     by_type = {hook["connection_type"]: hook for hook in hooks}
     assert by_type["sonarly"]["class"] == "airflow_provider_quota.hooks.sonarly.SonarlyHook"
     assert by_type["indeed"]["class"] == "airflow_provider_quota.hooks.indeed.IndeedHook"
+
+
+def test_provider_info_follows_airflows_schema():
+    import jsonschema
+    from airflow import __file__ as airflow_init
+
+    schema = json.loads((Path(airflow_init).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_the_quotas_plugin_is_registered_both_ways_providers_register_plugins():
+    [plugin] = get_provider_info()["plugins"]
+    module, _, name = plugin["plugin-class"].rpartition(".")
+    plugin_class = getattr(importlib.import_module(module), name)
+    assert plugin_class.name == plugin["name"] == "quotas"
+    # Airflow reads the provider info's entry only with [core] lazy_discover_providers = False
+    [entry] = [ep for ep in entry_points(group="airflow.plugins") if ep.value.startswith("airflow_provider_quota")]
+    assert entry.load() is plugin_class
+
+
+def test_airflow_config_list_shows_the_quota_section_with_its_defaults():
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "airflow", "config", "list", "--section", "quota", "--show-values"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in env.items() if not k.startswith("AIRFLOW__QUOTA__")},
+    ).stdout
+    options = dict(line.split(" = ", 1) for line in listed.splitlines() if " = " in line)
+    assert options == {"ui_cache_seconds": "60", "spend_conn_id": "", "spend_table": "indeed_api_quota_usage"}
