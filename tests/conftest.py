@@ -193,6 +193,34 @@ def indeed_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) 
 
 
 @pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """A local SMTP server (aiosmtpd) that ``smtp_default`` points at; the messages it received, parsed."""
+    import email
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(email.message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    extra = {"disable_ssl": True, "disable_tls": True}
+    set_connection(monkeypatch, "smtp_default", conn_type="smtp", host="127.0.0.1", port=port, extra=extra)
+    try:
+        yield received
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
 def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry waits of every hook, recorded instead of slept (time travel for backoffs)."""
     from airflow_provider_quota.hooks.base import QuotaApiHook
