@@ -79,7 +79,7 @@ def test_poke_mode_sleeps_until_the_month_rolls_over_then_checks_once(clock, san
     result = make_sensor(mode="poke").execute({})
     assert (result["month"], result["requests_left"]) == ("062026", 3000)
     wait = (JUNE - START).total_seconds()
-    assert len(clock.slept) == 1 and wait + 0.5 <= clock.slept[0] <= wait + 2.5  # grace + jitter
+    assert len(clock.slept) == 1 and wait < clock.slept[0] <= wait + 2.5  # grace + jitter
     assert sandbox.requests_to("indeed_quota_usage") == 2
 
 
@@ -88,7 +88,7 @@ def test_reschedule_mode_reschedules_to_the_first_instant_of_next_month(clock, s
     ti = FakeTaskInstance()
     with pytest.raises(AirflowRescheduleException) as caught:
         make_sensor(mode="reschedule").execute({"ti": ti})
-    assert JUNE + timedelta(seconds=0.5) <= caught.value.reschedule_date <= JUNE + timedelta(seconds=2.5)
+    assert JUNE < caught.value.reschedule_date <= JUNE + timedelta(seconds=2.5)
     ti.first_reschedule_date = START
     clock.move_to(caught.value.reschedule_date)
     assert make_sensor(mode="reschedule").execute({"ti": ti})["month"] == "062026"
