@@ -20,13 +20,20 @@ The sandbox runs in a thread of this process, so that time-machine moves its clo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import types
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from benchmarks.common import INDEED_CLIENT_ID, INDEED_SECRET, airflow_home, define_connections, emit, quiet_logging
+from benchmarks.common import (
+    INDEED_CLIENT_ID,
+    INDEED_SECRET,
+    airflow_home,
+    define_connections,
+    emit,
+    quiet_logging,
+    run_trigger_in_simulated_time,
+)
 from benchmarks.common import set_connection as define_connection
 
 JUNE = datetime(2026, 6, 1, tzinfo=timezone.utc)
@@ -80,7 +87,6 @@ def quota_wait(control: Any, traveller: Any, start: datetime) -> dict[str, Any]:
     from airflow.providers.standard.sensors.python import PythonSensor
     from airflow.sdk.exceptions import TaskDeferred
 
-    import airflow_provider_quota.triggers.base as trigger_base
     from airflow_provider_quota.sensors.indeed import IndeedApiQuotaSensor
     from benchmarks.extraction import anchor_task
 
@@ -101,20 +107,7 @@ def quota_wait(control: Any, traveller: Any, start: datetime) -> dict[str, Any]:
         trigger = deferred.trigger
     fresh_worker()  # the triggerer is another process
 
-    async def shifting_sleep(seconds: float) -> None:
-        traveller.shift(seconds)
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise RuntimeError("the trigger ended without an event")
-
-    original_sleep = trigger_base._sleep
-    trigger_base._sleep = shifting_sleep  # type: ignore[assignment]
-    try:
-        event = asyncio.run(first_event())
-    finally:
-        trigger_base._sleep = original_sleep  # type: ignore[assignment]
+    event = run_trigger_in_simulated_time(trigger, traveller)
     assert sensor.execute_complete({}, event)["month"] == "062026"
     results["project"] = requests_made(control)
 

@@ -245,20 +245,7 @@ class IndeedBudgetCheckOperator(BaseOperator):
             usage = self.hook.get_api_quota_usage(month)
             zone = getattr(context.get("dag"), "timezone", None) or timezone.utc
             record = check_budget(usage, limits, now=timezone.utcnow(), zone=zone)
-        self.log.info(
-            "Employer %s, month %s: spend %s %s of budget %s (expected %s to date, pace %s); "
-            "%d of %d API requests (%s of apiQuota)",
-            record["employer_id"],
-            record["month"],
-            record["spend_amount"],
-            record["currency_code"],
-            record["budget"],
-            record["expected_to_date"],
-            record["pace_ratio"],
-            record["requests_count"],
-            record["api_quota"],
-            record["api_quota_share_used"],
-        )
+        self.log.info("Indeed budget check: %s", {name: value for name, value in record.items() if name != "breaches"})
         if record["breaches"]:
             breaches = "; ".join(f"{n}) {b['message']}" for n, b in enumerate(record["breaches"], 1))
             message = f"Indeed budget check of employer {record['employer_id']} for {record['month']}: {breaches}"
