@@ -192,6 +192,20 @@ def indeed_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) 
     return indeed_at(monkeypatch, sandbox_server.url)
 
 
+def dag_test_callbacks_get_the_exception() -> bool:
+    """
+    Whether task callbacks of a ``dag.test()`` run find the task's error as ``exception`` in their context.
+
+    Real task runs always pass it (apache/airflow#52055); ``dag.test()``'s in-process runner does from
+    task SDK 1.3 (Airflow 3.3) on, not in 1.2 (Airflow 3.2), where ``{{ exception }}`` is undefined.
+    """
+    import inspect
+
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    return 'context["exception"]' in inspect.getsource(InProcessTestSupervisor.start)
+
+
 @pytest.fixture
 def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """A local SMTP server (aiosmtpd) that ``smtp_default`` points at; the messages it received, parsed."""

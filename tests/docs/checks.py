@@ -47,6 +47,7 @@ from airflow_provider_quota.utils.warehouse import create_table_sql, get_db_hook
 from tests.conftest import (
     INDEED_SECRET,
     SONARLY_KEY,
+    dag_test_callbacks_get_the_exception,
     indeed_at,
     read_xcom,
     server_connection_fields,
@@ -485,6 +486,8 @@ def budget_dag(block: Block, env: DocEnv) -> None:
         dag_run = dag.test()
         assert dag_run.state == "failed", f"dag.test() of {dag.dag_id}: {dag_run.state}"
         mailed = [task for task in tasks if operator_arg(task, "on_failure_callback")]
+        if not dag_test_callbacks_get_the_exception():  # Airflow 3.2: no {{ exception }} under dag.test()
+            mailed = []
         assert len(inbox) == len(mailed), f"{len(inbox)} mails for {len(mailed)} notifying tasks"
         for task, mail in zip(mailed, inbox, strict=True):
             text = "".join(part.get_payload(decode=True).decode() for part in mail.walk() if not part.is_multipart())

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, read_xcom, set_connection
+from tests.conftest import REPO, dag_test_callbacks_get_the_exception, read_xcom, set_connection
 
 EXAMPLES = REPO / "example_dags"
 
@@ -97,6 +97,9 @@ def test_budget_guard_mails_the_breaches_of_the_failing_employer_only(
     assert stats["tokens_issued"] == {"emp-acme": 1, "emp-globex": 1, "emp-umbrella": 1}
     assert stats["requests"]["indeed_quota_usage"] == 3
 
+    if not dag_test_callbacks_get_the_exception():  # Airflow 3.2: the notifier cannot render {{ exception }}
+        assert smtp_server == []
+        return
     [mail] = smtp_server  # the official SmtpNotifier, as on_failure_callback: no code of ours
     assert mail["To"] == "finance@example.com"
     assert mail["Subject"] == "Indeed budget alert: check_budget [1] of indeed_budget_guard"
