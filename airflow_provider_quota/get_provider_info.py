@@ -41,9 +41,17 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [
             {"integration-name": "Sonarly", "python-modules": ["airflow_provider_quota.sensors.sonarly"]},
+            {
+                "integration-name": "Indeed Sponsored Jobs API",
+                "python-modules": ["airflow_provider_quota.sensors.indeed"],
+            },
         ],
         "triggers": [
             {"integration-name": "Sonarly", "python-modules": ["airflow_provider_quota.triggers.sonarly"]},
+            {
+                "integration-name": "Indeed Sponsored Jobs API",
+                "python-modules": ["airflow_provider_quota.triggers.indeed"],
+            },
         ],
         "operators": [
             {

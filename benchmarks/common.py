@@ -153,6 +153,28 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+def run_trigger_in_simulated_time(trigger: Any, traveller: Any) -> dict[str, Any]:
+    """Run a provider trigger to its first event, each of its sleeps moving time-machine's clock instead of waiting."""
+    import asyncio
+
+    import airflow_provider_quota.triggers.base as trigger_base
+
+    async def shifting_sleep(seconds: float) -> None:
+        traveller.shift(seconds)
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise RuntimeError("the trigger ended without an event")
+
+    original_sleep = trigger_base._sleep
+    trigger_base._sleep = shifting_sleep  # type: ignore[assignment]
+    try:
+        return asyncio.run(first_event())
+    finally:
+        trigger_base._sleep = original_sleep  # type: ignore[assignment]
+
+
 def quiet_logging() -> None:
     """Keep per-trigger and per-request log lines out of the measurements (the same for both sides)."""
     import logging

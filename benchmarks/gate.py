@@ -7,7 +7,7 @@ The quota of the sandbox (in a thread of this process, so that time-machine move
 is exhausted and resets ``wait`` seconds later. Sleeps move the clock instead of waiting.
 
 - project: ``SonarlyQuotaSensor(deferrable=True)``: ``execute`` on the "worker" (one check, then
-  ``TaskDeferred``), the trigger in an event loop (its ``_sleep`` moves the clock), then
+  ``TaskDeferred``), the trigger in an event loop (its sleeps move the clock), then
   ``execute_complete`` on the "worker".
 - anchor: ``HttpSensor(poke_interval=60, response_check=<not exhausted>)`` on the quota endpoint.
   With a ``response_check`` HttpSensor never defers (``execute`` falls back to
@@ -20,13 +20,20 @@ Worker-slot seconds: clock seconds (simulated, plus the real time that passed) s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 import types
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from benchmarks.common import ACCOUNT_GROUP, QUOTA_ENDPOINT, airflow_home, define_connections, emit, quiet_logging
+from benchmarks.common import (
+    ACCOUNT_GROUP,
+    QUOTA_ENDPOINT,
+    airflow_home,
+    define_connections,
+    emit,
+    quiet_logging,
+    run_trigger_in_simulated_time,
+)
 
 START = datetime(2026, 5, 4, 9, 0, tzinfo=timezone.utc)
 POKE_INTERVAL = 60
@@ -35,7 +42,6 @@ POKE_INTERVAL = 60
 def run_project(control: Any, traveller: Any, wait: int) -> dict[str, Any]:
     from airflow.sdk.exceptions import TaskDeferred
 
-    import airflow_provider_quota.triggers.sonarly as trigger_module
     from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 
     control.reset()
@@ -52,22 +58,9 @@ def run_project(control: Any, traveller: Any, wait: int) -> dict[str, Any]:
         trigger = deferred.trigger
     slot += time.time() - begin
 
-    async def shifting_sleep(seconds: float) -> None:
-        traveller.shift(seconds)
-
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise RuntimeError("the trigger ended without an event")
-
-    original_sleep = trigger_module._sleep
-    trigger_module._sleep = shifting_sleep  # type: ignore[assignment]
-    try:
-        waited_from = time.time()
-        event = asyncio.run(first_event())
-        waited = time.time() - waited_from
-    finally:
-        trigger_module._sleep = original_sleep  # type: ignore[assignment]
+    waited_from = time.time()
+    event = run_trigger_in_simulated_time(trigger, traveller)
+    waited = time.time() - waited_from
     begin = time.time()
     quota = sensor.execute_complete({}, event)
     slot += time.time() - begin

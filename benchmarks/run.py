@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 from benchmarks.common import run_scenario, sandbox_process  # noqa: E402
 from benchmarks.report import Row, load_average, machine, results_markdown, write_docs  # noqa: E402
 
-SCENARIOS = ("gate", "triggerer", "parse", "extraction")
+SCENARIOS = ("gate", "triggerer", "parse", "extraction", "guardrails")
 WAIT_NAMES = {600: "10 min", 3600: "1 h", 21600: "6 h"}
 MONTHS, EMPLOYERS = 12, 10
 
@@ -217,6 +217,36 @@ def extraction_rows(result: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def guardrails_rows(result: dict[str, Any]) -> list[Row]:
+    employers, days = result["employers"], result["wait_days"]
+    budget, wait = result["budget"], result["wait"]
+    return [
+        Row(
+            f"Indeed budget check of {employers} employers: token + usage requests",
+            budget["project"]["token_requests"] + budget["project"]["usage_requests"],
+            budget["anchor"]["token_requests"] + budget["anchor"]["usage_requests"],
+            project_text=f"{budget['project']['token_requests']} + {budget['project']['usage_requests']}",
+            anchor_text=f"{budget['anchor']['token_requests']} + {budget['anchor']['usage_requests']}",
+            target=f"E + E = {employers} + {employers}",
+            met=budget["project"] == {"token_requests": employers, "usage_requests": employers},
+        ),
+        Row(
+            f"Indeed API-quota wait of {days:g} days to the month rollover: usage requests",
+            wait["project"]["usage_requests"],
+            wait["anchor"]["usage_requests"],
+            target="2",
+            met=wait["project"]["usage_requests"] == 2,
+        ),
+        Row(
+            f"Indeed API-quota wait of {days:g} days: token requests (worker + triggerer)",
+            wait["project"]["token_requests"],
+            wait["anchor"]["token_requests"],
+            target="2",
+            met=wait["project"]["token_requests"] == 2,
+        ),
+    ]
+
+
 def run_triggerer(counts: tuple[int, ...]) -> dict[int, dict[str, dict[str, Any]]]:
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for count in counts:
@@ -347,6 +377,10 @@ def main() -> int:
                 "extraction", "--sandbox", url, "--months", str(MONTHS), "--employers", str(EMPLOYERS)
             )
         rows += extraction_rows(raw["extraction"])
+    if "guardrails" in only:
+        log(f"Indeed guardrails: a budget check of {EMPLOYERS} employers, a 31-day API-quota wait in simulated time")
+        raw["guardrails"] = run_scenario("guardrails", "--employers", str(EMPLOYERS), "--wait-days", "31")
+        rows += guardrails_rows(raw["guardrails"])
     info["load_end"] = load_average()
     info["duration_s"] = time.monotonic() - started
 

@@ -192,6 +192,48 @@ def indeed_conn(monkeypatch: pytest.MonkeyPatch, sandbox_server: SandboxServer) 
     return indeed_at(monkeypatch, sandbox_server.url)
 
 
+def dag_test_callbacks_get_the_exception() -> bool:
+    """
+    Whether task callbacks of a ``dag.test()`` run find the task's error as ``exception`` in their context.
+
+    Real task runs always pass it (apache/airflow#52055); ``dag.test()``'s in-process runner does from
+    task SDK 1.3 (Airflow 3.3) on, not in 1.2 (Airflow 3.2), where ``{{ exception }}`` is undefined.
+    """
+    import inspect
+
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    return 'context["exception"]' in inspect.getsource(InProcessTestSupervisor.start)
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """A local SMTP server (aiosmtpd) that ``smtp_default`` points at; the messages it received, parsed."""
+    import email
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(email.message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    extra = {"disable_ssl": True, "disable_tls": True}
+    set_connection(monkeypatch, "smtp_default", conn_type="smtp", host="127.0.0.1", port=port, extra=extra)
+    try:
+        yield received
+    finally:
+        controller.stop()
+
+
 @pytest.fixture
 def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry waits of every hook, recorded instead of slept (time travel for backoffs)."""

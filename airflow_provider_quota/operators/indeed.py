@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, timezone
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_quota.exceptions import fail_fast_on_permanent_errors
 from airflow_provider_quota.hooks.base import HttpSettings
+from airflow_provider_quota.utils.limits import is_templated
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_quota.hooks.indeed import IndeedHook
+    from airflow_provider_quota.utils.budget import BudgetLimits
     from airflow_provider_quota.utils.lineage import UsageRead
 
 
@@ -140,3 +144,110 @@ class IndeedQuotaUsageOperator(BaseOperator):
         return indeed_usage_lineage(
             self._lineage_reads, sql_conn_id=self.sql_conn_id, table=self._lineage_table, create_table=self.create_table
         )
+
+
+class IndeedBudgetCheckOperator(BaseOperator):
+    """
+    Check an employer's Indeed sponsored-jobs spend and API quota for a month against limits.
+
+    One usage request (and one access token). Spend is compared with ``budget`` in ``currency``
+    (the API's ``currencyCode`` must match, or the task fails naming both). For a completed month,
+    spend above the budget is a breach. For the current month the expected spend to date is
+    ``budget x`` the elapsed fraction of the month in the DAG's time zone, measured at the moment
+    the usage is read (the spend is to date as of then, whatever the run's logical date): a pace
+    ratio at or above ``max_pace`` is a breach, and so is spend already above the whole budget.
+    Requests at or above ``max_api_quota_used`` of ``apiQuota`` are a breach in any month. The
+    rules and the rounding: :func:`~airflow_provider_quota.utils.budget.check_budget`.
+
+    It returns the record (month, spend, budget, expected to date, pace ratio, requests, quota,
+    share used, breaches), money as exact decimal strings. On a breach it fails without retries
+    (``AirflowFailException``), or skips with ``soft_fail=True``; the message lists every breach,
+    so ``on_failure_callback`` notifiers can pass it on (``{{ exception }}``). Invalid limits and
+    months fail before any request.
+
+    :param indeed_conn_id: the Indeed connection id. (templated)
+    :param employer_id: the employer; defaults to the connection's ``employer_id`` extra. (templated)
+    :param month: None (the run's month, as :class:`IndeedQuotaUsageOperator` reads it),
+        ``"current"``, ``"MMyyyy"``, ``"YYYY-MM"`` or a date. (templated)
+    :param budget: the month's budget, an exact decimal (a string, an int or a Decimal). (templated)
+    :param currency: the budget's ISO 4217 currency, e.g. ``"USD"``; required with a budget. (templated)
+    :param max_pace: the pace ratio that is a breach, e.g. ``1.2`` (20 % ahead of pace). (templated)
+    :param max_api_quota_used: the share of ``apiQuota`` that is a breach, e.g. ``0.9``. (templated)
+    :param soft_fail: skip instead of failing on a breach.
+    :param hook_params: :class:`~airflow_provider_quota.hooks.base.HttpSettings` for the hook.
+    """
+
+    template_fields: Sequence[str] = (
+        "indeed_conn_id",
+        "employer_id",
+        "month",
+        "budget",
+        "currency",
+        "max_pace",
+        "max_api_quota_used",
+    )
+    ui_color = "#f7e3db"
+
+    def __init__(
+        self,
+        *,
+        indeed_conn_id: str = "indeed_default",
+        employer_id: str | None = None,
+        month: str | date | None = None,
+        budget: Decimal | int | str | None = None,
+        currency: str | None = None,
+        max_pace: Decimal | float | str | None = None,
+        max_api_quota_used: Decimal | float | str | None = None,
+        soft_fail: bool = False,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.indeed_conn_id = indeed_conn_id
+        self.employer_id = employer_id
+        self.month = month
+        self.budget = budget
+        self.currency = currency
+        self.max_pace = max_pace
+        self.max_api_quota_used = max_api_quota_used
+        self.soft_fail = soft_fail
+        self.hook_params = HttpSettings.params(hook_params)
+        if not any(map(is_templated, (budget, currency, max_pace, max_api_quota_used))):
+            self._limits()  # wrong limits fail when the DAG is parsed
+
+    @cached_property
+    def hook(self) -> IndeedHook:
+        """The Indeed hook of this task."""
+        from airflow_provider_quota.hooks.indeed import IndeedHook
+
+        return IndeedHook(self.indeed_conn_id, employer_id=self.employer_id, **self.hook_params)
+
+    def _limits(self) -> BudgetLimits:
+        from airflow_provider_quota.utils.budget import BudgetLimits
+
+        return BudgetLimits.parse(
+            budget=self.budget,
+            currency=self.currency,
+            max_pace=self.max_pace,
+            max_api_quota_used=self.max_api_quota_used,
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_quota.exceptions import InvalidParameterError
+        from airflow_provider_quota.utils.budget import check_budget
+        from airflow_provider_quota.utils.months import months_to_extract
+
+        with fail_fast_on_permanent_errors():
+            limits = self._limits()
+            if isinstance(self.month, (list, tuple)):
+                raise InvalidParameterError("month must be one month: a budget check reads one month")
+            [month] = months_to_extract(self.month, context)
+            usage = self.hook.get_api_quota_usage(month)
+            zone = getattr(context.get("dag"), "timezone", None) or timezone.utc
+            record = check_budget(usage, limits, now=timezone.utcnow(), zone=zone)
+        self.log.info("Indeed budget check: %s", {name: value for name, value in record.items() if name != "breaches"})
+        if record["breaches"]:
+            breaches = "; ".join(f"{n}) {b['message']}" for n, b in enumerate(record["breaches"], 1))
+            message = f"Indeed budget check of employer {record['employer_id']} for {record['month']}: {breaches}"
+            raise (AirflowSkipException if self.soft_fail else AirflowFailException)(message)
+        return record

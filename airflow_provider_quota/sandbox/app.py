@@ -11,6 +11,8 @@ Control API (JSON bodies; numbers with decimals stay exact):
   retry_after_http_date_in, seconds, patch, remove. ``DELETE`` clears them.
 - ``PUT /_sandbox/quota/{account_group_id}``: ``{"limit", "used", "window_seconds", "reset_in_seconds",
   "reset_after_first_check"}``.
+- ``PUT /_sandbox/usage/{employer_id}``: ``{"spend", "requests_count", "api_quota", "month"}``: the
+  employer's Indeed usage for ``month`` (``MMyyyy``, default the current month, which follows the clock).
 - ``PUT /_sandbox/config``: ``{"token_lifetime": seconds}``.
 - ``POST /_sandbox/tokens/expire``: expire every access token issued so far.
 """
@@ -41,7 +43,6 @@ from airflow_provider_quota.sandbox.state import (
     Fault,
     SandboxState,
     month_now,
-    quota_usage_data,
 )
 
 SONARLY, INDEED = "sonarly", "indeed"
@@ -301,7 +302,7 @@ def create_app(state: SandboxState, transports: dict[tuple[str, int], Any] | Non
             month = datetime(int(match.group(2)), int(match.group(1)), 1).date()
             if month < FIRST_MONTH or month > this_month:
                 return _error(INDEED, 400, "INVALID_REQUEST", _INVALID_MONTH)
-        data = _patched(quota_usage_data(grant.employer, month, now), fault)
+        data = _patched(state.usage_data(grant.employer, month, now), fault)
         return _json(_indeed_envelope(data))
 
     # ------------------------------------------------------------------ control API
@@ -349,6 +350,13 @@ def create_app(state: SandboxState, transports: dict[tuple[str, int], Any] | Non
             return _json({"error": str(exc)}, 400)
         window = state.quota(group, time.time(), is_check=False)
         return _json({"limit": window.limit, "used": window.used, "reset_at": window.reset_at})
+
+    @app.put("/_sandbox/usage/{employer:path}")
+    async def set_usage(employer: str, request: Request) -> Response:
+        try:
+            return _json(state.set_usage(employer, **await control_body(request)))
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            return _json({"error": str(exc)}, 400)
 
     @app.put("/_sandbox/config")
     async def configure(request: Request) -> Response:

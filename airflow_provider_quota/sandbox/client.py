@@ -59,6 +59,10 @@ class SandboxClient:
         """Set ``limit``, ``used``, ``window_seconds``, ``reset_in_seconds`` or ``reset_after_first_check``."""
         return dict(self._call("PUT", f"/quota/{quote(account_group_id, safe='')}", fields))
 
+    def set_usage(self, employer_id: str, **fields: Any) -> dict[str, Any]:
+        """Set an employer's Indeed ``spend``, ``requests_count`` or ``api_quota`` for ``month`` (default: current)."""
+        return dict(self._call("PUT", f"/usage/{quote(employer_id, safe='')}", fields))
+
     def set_token_lifetime(self, seconds: int) -> None:
         self._call("PUT", "/config", {"token_lifetime": seconds})
 

@@ -158,6 +158,7 @@ class SandboxState:
             self.requests: Counter[str] = Counter()
             self.faults_injected: Counter[str] = Counter()
             self.tokens_issued: Counter[str] = Counter()
+            self.usage: dict[tuple[str, date], dict[str, Any]] = {}
             self.rng = random.Random(self.seed)
 
     # ------------------------------------------------------------------ faults
@@ -255,6 +256,35 @@ class SandboxState:
         if grant is None or grant.expires_at <= now:
             return None
         return grant
+
+    def set_usage(
+        self,
+        employer: str,
+        *,
+        month: str | None = None,
+        spend: Decimal | int | str | None = None,
+        requests_count: int | None = None,
+        api_quota: int | None = None,
+    ) -> dict[str, Any]:
+        """Set an employer's spend, requests and ``apiQuota`` for ``month`` (``MMyyyy``; default the current month)."""
+        now = time.time()
+        first = month_now(now) if month is None else date(int(month[2:]), int(month[:2]), 1)
+        changes: dict[str, Any] = {}
+        if spend is not None:
+            changes["sponsoredJobsSpendAmount"] = Decimal(str(spend))
+        if requests_count is not None:
+            changes["apiUsage"] = [{"requestsCount": int(requests_count)}]
+        if api_quota is not None:
+            changes["apiQuota"] = int(api_quota)
+        with self.lock:
+            self.usage.setdefault((employer, first), {}).update(changes)
+        return self.usage_data(employer, first, now)
+
+    def usage_data(self, employer: str, month: date, now: float) -> dict[str, Any]:
+        """What the API answers for an employer and a month: :func:`quota_usage_data`, with what was set."""
+        with self.lock:
+            changes = dict(self.usage.get((employer, month), {}))
+        return {**quota_usage_data(employer, month, now), **changes}
 
     def expire_tokens(self) -> int:
         with self.lock:

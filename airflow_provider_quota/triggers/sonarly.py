@@ -25,6 +25,7 @@ from airflow_provider_quota.exceptions import InvalidParameterError, is_permanen
 from airflow_provider_quota.triggers.base import (
     MAX_CONSECUTIVE_FAILURES,
     MAX_FAILURE_BACKOFF_SECONDS,
+    next_check_at,
     sleep_until,
     wall_clock,
 )
@@ -331,10 +332,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         return max(fresh_after, reset_at) if reset_at is not None and reset_at <= wake_at else fresh_after
 
     def _next(self, reset_at: datetime | None, failures: int) -> datetime:
-        """Just after the reset; when unknown, after poke_interval, doubled for each failure in a row."""
-        now = wall_clock()
-        backoff = min(self.poke_interval * 2**failures, max(self.poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
-        return after_reset(reset_at, now=now, jitter=self.jitter) or later(now, max(backoff, MIN_INTERVAL_SECONDS))
+        return next_check_at(reset_at, failures=failures, poke_interval=self.poke_interval, jitter=self.jitter)
 
     def _released_event(self, waiter: Waiter, checks: int) -> dict[str, Any]:
         error = waiter.released.exception()

@@ -39,14 +39,16 @@ from airflow_provider_quota.hooks import indeed as indeed_hook_module
 from airflow_provider_quota.hooks.indeed import IndeedHook
 from airflow_provider_quota.hooks.sonarly import SonarlyHook
 from airflow_provider_quota.models import ApiQuotaUsage, ProspectingQuota
-from airflow_provider_quota.operators.indeed import IndeedQuotaUsageOperator
+from airflow_provider_quota.operators.indeed import IndeedBudgetCheckOperator, IndeedQuotaUsageOperator
 from airflow_provider_quota.sandbox.state import quota_usage_data
+from airflow_provider_quota.sensors.indeed import IndeedApiQuotaSensor
 from airflow_provider_quota.sensors.sonarly import SonarlyQuotaSensor
 from airflow_provider_quota.utils.months import month_for_run
 from airflow_provider_quota.utils.warehouse import create_table_sql, get_db_hook
 from tests.conftest import (
     INDEED_SECRET,
     SONARLY_KEY,
+    dag_test_callbacks_get_the_exception,
     indeed_at,
     read_xcom,
     server_connection_fields,
@@ -202,27 +204,39 @@ def task_instances(dag_run: DagRun, task_id: str) -> list[Any]:
 
 
 def operator_arg(task: Any, name: str) -> Any:
-    """An argument of a (possibly mapped) IndeedQuotaUsageOperator, or its default."""
+    """An argument of a (possibly mapped) operator, or its default."""
     import inspect
 
     partial = getattr(task, "partial_kwargs", None)
     if partial is not None:
         if name in partial:
             return partial[name]
-        return inspect.signature(IndeedQuotaUsageOperator.__init__).parameters[name].default
+        return inspect.signature(task.operator_class.__init__).parameters[name].default
     return getattr(task, name)
+
+
+def tasks_of(dag: DAG, operator_class: type, *, required: bool = True) -> list[Any]:
+    """The DAG's tasks of ``operator_class``, mapped or not."""
+    found = [
+        task
+        for task in dag.tasks
+        if isinstance(task, operator_class) or getattr(task, "operator_class", None) is operator_class
+    ]
+    assert found or not required, f"{dag.dag_id} has no {operator_class.__name__}"
+    return found
 
 
 def extract_tasks(dag: DAG, *, required: bool = True) -> list[Any]:
     """The DAG's IndeedQuotaUsageOperator tasks, mapped or not."""
-    found = [
-        task
-        for task in dag.tasks
-        if isinstance(task, IndeedQuotaUsageOperator)
-        or getattr(task, "operator_class", None) is IndeedQuotaUsageOperator
-    ]
-    assert found or not required, f"{dag.dag_id} has no IndeedQuotaUsageOperator"
-    return found
+    return tasks_of(dag, IndeedQuotaUsageOperator, required=required)
+
+
+def employers_of(task: Any) -> list[str]:
+    """The employers a (possibly mapped) Indeed task reads; ``emp-acme`` is the test connection's default."""
+    expand_input = getattr(task, "expand_input", None)
+    if expand_input is not None:
+        return list(expand_input.value["employer_id"])
+    return [task.employer_id or "emp-acme"]
 
 
 def warehouse_targets(dag: DAG) -> set[tuple[str, str]]:
@@ -476,6 +490,89 @@ def xcom_record(block: Block, env: DocEnv) -> None:
     actual = operator.execute(context={})  # type: ignore[arg-type]
     assert set(actual) == set(shown)
     assert {**actual, "extracted_at": shown["extracted_at"]} == shown
+
+
+@check("budget-dag", "python")
+def budget_dag(block: Block, env: DocEnv) -> None:
+    """
+    Run the DAG with dag.test(), a local SMTP server behind ``smtp_default``, and the first employer of each check over
+    budget and at 100 % of its API quota: that task fails, the others succeed, one token and one usage request each,
+    and a task with an ``on_failure_callback`` sends one mail naming the employer and its breaches.
+    """
+    env.sandbox_connections()
+    inbox = env.fixture("smtp_server")
+    for dag in load_dags(env, block).values():
+        tasks = tasks_of(dag, IndeedBudgetCheckOperator)
+        employers = {task.task_id: employers_of(task) for task in tasks}
+        for task in tasks:
+            over, *within = employers[task.task_id]
+            budget = Decimal(operator_arg(task, "budget"))
+            env.sandbox.set_usage(over, spend=str(budget * 2 + 1), requests_count=3000, api_quota=3000)
+            for employer in within:
+                env.sandbox.set_usage(employer, spend="0", requests_count=0, api_quota=3000)
+        dag_run = dag.test()
+        assert dag_run.state == "failed", f"dag.test() of {dag.dag_id}: {dag_run.state}"
+        mailed = [task for task in tasks if operator_arg(task, "on_failure_callback")]
+        if not dag_test_callbacks_get_the_exception():  # Airflow 3.2: no {{ exception }} under dag.test()
+            mailed = []
+        assert len(inbox) == len(mailed), f"{len(inbox)} mails for {len(mailed)} notifying tasks"
+        for task, mail in zip(mailed, inbox, strict=True):
+            text = "".join(part.get_payload(decode=True).decode() for part in mail.walk() if not part.is_multipart())
+            assert f"Indeed budget check of employer {employers[task.task_id][0]} for " in text, text
+            assert "is over the budget of" in text, text
+        for task in tasks:
+            states = sorted((ti.map_index, ti.state) for ti in task_instances(dag_run, task.task_id))
+            assert states[0][1] == "failed" and all(state == "success" for _, state in states[1:]), states
+        stats = env.sandbox.stats()
+        all_employers = [employer for names in employers.values() for employer in names]
+        assert stats["tokens_issued"] == dict.fromkeys(all_employers, 1)
+        assert stats["requests"]["indeed_quota_usage"] == len(all_employers)
+
+
+@check("budget-breach-message", "text")
+def budget_breach_message(block: Block, env: DocEnv) -> None:
+    """
+    Exactly what IndeedBudgetCheckOperator raises, with the limits of the page's budget-dag block, for the employer,
+    month, instant, spend and requests the message quotes (the sandbox set to them, the clock travelled there).
+    """
+    import time_machine
+    from airflow.sdk.exceptions import AirflowFailException
+
+    text = " ".join(block.code.split())
+    quoted = re.match(
+        r"Indeed budget check of employer (\S+) for \d{6}: 1\) spend (\S+) .* expected by (\S+) "
+        r".* (\d+) of (\d+) API requests used",
+        text,
+    )
+    assert quoted, f"{block.where}: not a budget check message"
+    employer, spend, moment, used, quota = quoted.groups()
+    [dag] = load_dags(env, *blocks_where(lambda b: b.path == block.path and b.check == "budget-dag")).values()
+    [task] = tasks_of(dag, IndeedBudgetCheckOperator)
+    limits = ("month", "budget", "currency", "max_pace", "max_api_quota_used")
+    env.sandbox_connections()
+    with time_machine.travel(datetime.fromisoformat(moment), tick=False):
+        env.sandbox.set_usage(employer, spend=spend, requests_count=int(used), api_quota=int(quota))
+        operator = IndeedBudgetCheckOperator(
+            task_id="doc_message", employer_id=employer, **{name: operator_arg(task, name) for name in limits}
+        )
+        with pytest.raises(AirflowFailException) as raised:
+            operator.execute({"dag": dag})  # type: ignore[arg-type]
+    assert str(raised.value) == text
+
+
+@check("api-quota-gate-dag", "python")
+def api_quota_gate_dag(block: Block, env: DocEnv) -> None:
+    """Run the DAG with dag.test(), each gate's employer at 40 % of its API quota: one usage request, usage in XCom."""
+    env.sandbox_connections()
+    for dag in load_dags(env, block).values():
+        sensors = tasks_of(dag, IndeedApiQuotaSensor)
+        for sensor in sensors:
+            env.sandbox.set_usage(sensor.employer_id or "emp-acme", requests_count=1200, api_quota=3000)
+        dag_run = run_dag(dag)
+        assert env.sandbox.requests_to("indeed_quota_usage") == len(sensors), "one check per gate"
+        for sensor in sensors:
+            usage = read_xcom(dag_run, sensor.task_id)
+            assert (usage["requests_count"], usage["api_quota"], usage["requests_left"]) == (1200, 3000, 1800)
 
 
 # ---------------------------------------------------------------------------------------------- SQL checks

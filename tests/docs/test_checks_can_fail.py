@@ -120,6 +120,26 @@ def _block(lang: str, check: str | None, code: str) -> Block:
             "'9963.29'\\} != \\{'spend_amount': '9963.30'",
             id="xcom-record-off-by-a-cent",
         ),
+        pytest.param(
+            "budget-dag",
+            "python",
+            "from airflow.sdk import DAG\n"
+            "from airflow_provider_quota.operators.indeed import IndeedBudgetCheckOperator\n"
+            "with DAG(dag_id='float_budget', schedule=None):\n"
+            "    IndeedBudgetCheckOperator(task_id='check', budget=20000.0, currency='USD')\n",
+            "budget must be an exact decimal",
+            id="budget-as-a-float",
+        ),
+        pytest.param(
+            "api-quota-gate-dag",
+            "python",
+            "from airflow.sdk import DAG\n"
+            "from airflow_provider_quota.sensors.indeed import IndeedApiQuotaSensor\n"
+            "with DAG(dag_id='gate_past_the_quota', schedule=None):\n"
+            "    IndeedApiQuotaSensor(task_id='gate', max_used='1.5')\n",
+            "dag.test\\(\\) of gate_past_the_quota: failed",
+            id="gate-threshold-out-of-range",
+        ),
     ],
 )
 def test_a_wrong_block_fails_its_check(check, lang, code, reason, request):
@@ -137,3 +157,14 @@ def test_the_right_xcom_record_passes(request):
         '"api_usage": [{"requestsCount": 1428}], "extracted_at": "2026-11-22T15:38:54+00:00"}\n'
     )
     run_block(_block("json", "xcom-record", code), DocEnv(request))
+
+
+def test_a_breach_message_off_in_the_last_place_fails(request):
+    """The budget-breach-message check recomputes the message: one digit off fails it."""
+    page = REPO / "docs" / "howto" / "budget-alerts-and-api-quota-gates.md"
+    [right] = [block for block in parse_blocks(page.read_text(), page) if block.check == "budget-breach-message"]
+    wrong = Block(
+        path=page, line=right.line, lang=right.lang, code=right.code.replace("1.338552", "1.338553"), check=right.check
+    )
+    with pytest.raises(AssertionError, match=r"1\.338553 times"):
+        run_block(wrong, DocEnv(request))

@@ -6,10 +6,11 @@ import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, read_xcom, set_connection
+from tests.conftest import REPO, dag_test_callbacks_get_the_exception, read_xcom, set_connection
 
 EXAMPLES = REPO / "example_dags"
 
@@ -72,3 +73,55 @@ def test_monthly_spend_maps_over_employers_into_sqlite(airflow_db, dagbag, indee
     # rerunning a month updates the rows in place
     assert dag.test(logical_date=datetime(2025, 1, 1, tzinfo=timezone.utc)).state == "success"
     assert len(get_db_hook("quota_warehouse").get_records("SELECT * FROM indeed_api_quota_usage")) == 6
+
+
+def mail_text(message: Any) -> str:
+    """The decoded text of every part of an email."""
+    return "".join(part.get_payload(decode=True).decode() for part in message.walk() if not part.is_multipart())
+
+
+@pytest.mark.dag_test
+def test_budget_guard_mails_the_breaches_of_the_failing_employer_only(
+    airflow_db, dagbag, indeed_conn, sandbox, smtp_server
+):
+    sandbox.set_usage("emp-acme", spend="0", requests_count=100, api_quota=3000)
+    # over the whole month's budget at any time of the month, and 2,900 of 3,000 requests used
+    sandbox.set_usage("emp-globex", spend="20000.01", requests_count=2900, api_quota=3000)
+    sandbox.set_usage("emp-umbrella", spend="0", requests_count=0, api_quota=1500)
+    dag_run = dagbag.dags["indeed_budget_guard"].test()
+    assert dag_run.state == "failed"
+    states = {ti.map_index: ti.state for ti in task_instances(dag_run, "check_budget")}
+    assert states == {0: "success", 1: "failed", 2: "success"}
+    assert read_xcom(dag_run, "check_budget", map_index=0)["breaches"] == []
+    stats = sandbox.stats()
+    assert stats["tokens_issued"] == {"emp-acme": 1, "emp-globex": 1, "emp-umbrella": 1}
+    assert stats["requests"]["indeed_quota_usage"] == 3
+
+    if not dag_test_callbacks_get_the_exception():  # Airflow 3.2: the notifier cannot render {{ exception }}
+        assert smtp_server == []
+        return
+    [mail] = smtp_server  # the official SmtpNotifier, as on_failure_callback: no code of ours
+    assert mail["To"] == "finance@example.com"
+    assert mail["Subject"] == "Indeed budget alert: check_budget [1] of indeed_budget_guard"
+    body = mail_text(mail)
+    assert "Indeed budget check of employer emp-globex for " in body
+    # every breach, whatever the day: over budget, ahead of pace (unless the month is over in Paris), API quota
+    assert "1) spend 20000.01 USD for the month" in body and "is over the budget of 20000 USD" in body
+    assert ") 2900 of 3000 API requests used in" in body and "at or above max_api_quota_used 0.9" in body
+
+
+@pytest.mark.dag_test
+def test_api_quota_gate_lets_the_task_call_within_the_quota(airflow_db, dagbag, indeed_conn, sandbox):
+    sandbox.set_usage("emp-acme", requests_count=1200, api_quota=3000)
+    dag_run = dagbag.dags["indeed_api_quota_gate"].test()
+    assert dag_run.state == "success"
+    assert read_xcom(dag_run, "wait_for_api_quota")["requests_left"] == 1800
+    assert read_xcom(dag_run, "sync_campaigns") == 40
+    assert sandbox.requests_to("indeed_quota_usage") == 1
+
+
+def task_instances(dag_run: Any, task_id: str) -> list[Any]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [ti for ti in dag_run.get_task_instances(session=session) if ti.task_id == task_id]

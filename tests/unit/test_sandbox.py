@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 import requests
@@ -74,3 +75,26 @@ def test_stall_fault_delays_the_answer(sandbox_server, sandbox):
 def test_refuses_non_loopback_addresses():
     with pytest.raises(ValueError, match="loopback only"):
         SandboxServer(host="0.0.0.0")  # noqa: S104
+
+
+def test_indeed_usage_is_settable_and_the_current_month_follows_the_clock(indeed_conn, sandbox):
+    import time_machine
+    from requests import HTTPError
+
+    from airflow_provider_quota.hooks.indeed import IndeedHook
+
+    with time_machine.travel(datetime(2026, 5, 31, 23, 59, tzinfo=timezone.utc), tick=False) as traveller:
+        sandbox.set_usage("emp-acme", spend="12.345", requests_count=7, api_quota=10)
+        usage = IndeedHook().get_api_quota_usage(None)
+        assert (usage.month, usage.spend_amount, usage.requests_count, usage.api_quota) == (
+            "052026",
+            Decimal("12.345"),
+            7,
+            10,
+        )
+        traveller.move_to(datetime(2026, 6, 1, tzinfo=timezone.utc))  # the month rolls over: May's settings stay in May
+        usage = IndeedHook().get_api_quota_usage(None)
+        assert usage.month == "062026" and usage.api_quota != 10
+        assert IndeedHook().get_api_quota_usage("052026").requests_count == 7
+    with pytest.raises(HTTPError, match="400"):
+        sandbox.set_usage("emp-acme", month="13-2026")
