@@ -258,6 +258,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
+#: What a body nested past Python's recursion limit is called: an answer no retry can fix.
+JSON_TOO_DEEP = "JSON nested too deep"
+
+
 def _reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -284,7 +288,7 @@ def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, A
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"malformed JSON ({str(exc)[:200]})"
     except RecursionError:
-        return None, "JSON nested too deep"
+        return None, JSON_TOO_DEEP
     if not isinstance(payload, dict):
         return None, f"JSON that is not an object (a {type(payload).__name__})"
     return payload, None
@@ -749,6 +753,7 @@ class QuotaApiHook(BaseHook):
                 api=self.api_name,
                 status=status,
                 code="UNEXPECTED_RESPONSE",
+                permanent=problem == JSON_TOO_DEEP,
             )
         return JsonResponse(status=status, payload=payload)
 

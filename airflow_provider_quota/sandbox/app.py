@@ -8,7 +8,7 @@ Control API (JSON bodies; numbers with decimals stay exact):
 - ``POST /_sandbox/reset``: back to the start-up state (counters, faults, tokens, quotas).
 - ``POST /_sandbox/faults``: add a fault rule, e.g. ``{"kind": "429", "count": 3, "retry_after": "1"}``;
   fields: kind, endpoint, count (null = forever), probability, status, retry_after,
-  retry_after_http_date_in, seconds, patch, remove. ``DELETE`` clears them.
+  retry_after_http_date_in, seconds, patch, remove, echo_request. ``DELETE`` clears them.
 - ``PUT /_sandbox/quota/{account_group_id}``: ``{"limit", "used", "window_seconds", "reset_in_seconds",
   "reset_after_first_check"}``.
 - ``PUT /_sandbox/usage/{employer_id}``: ``{"spend", "requests_count", "api_quota", "month"}``: the
@@ -180,7 +180,11 @@ def create_app(state: SandboxState, transports: dict[tuple[str, int], Any] | Non
         status = fault.status if kind == "status" and fault.status else int(kind) if kind.isdigit() else 500
         codes = {429: "RATE_LIMITED", 500: "INTERNAL_SERVER_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
         code = codes.get(status, f"HTTP_{status}")
-        return _error(api, status, code, f"Injected fault: HTTP {status}.", headers), fault
+        message = f"Injected fault: HTTP {status}."
+        if fault.echo_request:
+            sent = (await request.body()).decode("latin-1")
+            message += f" Received Authorization: {request.headers.get('authorization', '')!r}, body: {sent!r}"
+        return _error(api, status, code, message, headers), fault
 
     # ------------------------------------------------------------------ Sonarly
 

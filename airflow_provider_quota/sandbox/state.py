@@ -86,6 +86,8 @@ class Fault:
     seconds: float = 0.0
     patch: dict[str, Any] = field(default_factory=dict)
     remove: list[str] = field(default_factory=list)
+    #: An error message that quotes what the request sent (its Authorization header, its form), as a buggy API may.
+    echo_request: bool = False
 
     def __post_init__(self) -> None:
         # The control API parses JSON numbers with decimals as Decimal; timings are floats.

@@ -47,6 +47,7 @@ SECTIONS = {
     "test_secrets": "secrets and transport security",
     "test_warehouse": "warehouse integrity",
     "test_load": "load",
+    "test_hostile": "hostile input",
     "test_report": "figures report (self-test)",
 }
 #: Every access token the sandbox issues looks like this.

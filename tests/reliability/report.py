@@ -37,6 +37,7 @@ SECTION_ORDER = [
     "bad input from DAG authors",
     "secrets and transport security",
     "warehouse integrity",
+    "hostile input",
     "load",
 ]
 

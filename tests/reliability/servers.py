@@ -136,3 +136,97 @@ class HttpsQuotaServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class HostileServer:
+    """
+    A Sonarly API on 127.0.0.1 that answers as a hostile or broken server would, chosen by the account group:
+
+    - ``gzip-bomb``: 64 KiB of gzip that inflate to 64 MiB;
+    - ``endless``: a chunked body that never ends;
+    - ``drip``: the headers, then one byte every half second, forever;
+    - ``deep``: JSON nested 100,000 arrays deep;
+    - any other group: a usable quota, with a ``Set-Cookie``.
+
+    ``requests`` records each request: (method, path, headers).
+    """
+
+    BOMB = 64 * 2**20
+
+    def __init__(self) -> None:
+        import gzip
+
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._stop = threading.Event()
+        self._bomb = gzip.compress(b"\0" * self.BOMB, compresslevel=9)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.requests.append((self.command, self.path, dict(self.headers)))
+                group = self.path.split("?")[0].split("/")[3] if self.path.count("/") >= 3 else ""
+                try:
+                    getattr(self, f"answer_{group.replace('-', '_')}", self.answer_usable)()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def do_POST(self) -> None:
+                self.do_GET()
+
+            def start(self, *headers: tuple[str, str]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+
+            def answer_gzip_bomb(self) -> None:
+                self.start(("Content-Encoding", "gzip"), ("Content-Length", str(len(server._bomb))))
+                self.wfile.write(server._bomb)
+
+            def answer_endless(self) -> None:
+                self.start(("Transfer-Encoding", "chunked"))
+                chunk = b" " * 65536
+                while not server._stop.is_set():
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+            def answer_drip(self) -> None:
+                self.start(("Transfer-Encoding", "chunked"))
+                while not server._stop.wait(0.5):
+                    self.wfile.write(b"1\r\n \r\n")
+                    self.wfile.flush()
+
+            def answer_deep(self) -> None:
+                body = b"[" * 100_000 + b"]" * 100_000
+                self.start(("Content-Length", str(len(body))))
+                self.wfile.write(body)
+
+            def answer_usable(self) -> None:
+                body = json.dumps({"success": True, "data": QUOTA_DATA, "error": None, "traceId": "ok"}).encode()
+                self.start(("Content-Length", str(len(body))), ("Set-Cookie", "session=for-this-client; Path=/"))
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                return  # clients hanging up on an endless answer is the point
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="hostile-server", daemon=True)
+
+    def __enter__(self) -> HostileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -259,7 +259,7 @@ def test_waiting_gates_with_their_parameters_next_check_and_link(page, sonarly_c
     }
     assert (rescheduled["run_id"], rescheduled["state"]) == (gate_run[1], "up_for_reschedule")
     assert rescheduled["account_group_id"] == "ag_sandbox"  # none in its rendered fields: the connection's
-    assert (rescheduled["list_type"], rescheduled["min_remaining"]) == ("LINKEDIN_CLASSIC", 1)
+    assert (rescheduled["list_type"], rescheduled["min_remaining"]) == ("LINKEDIN_CLASSIC", 10)  # the example DAG's
     assert rescheduled["next_check"] == RESCHEDULE_AT.isoformat()
     # one card per quota in use; the connection's default group is covered by the rescheduled gate
     assert [(r["account_group_id"], r["list_type"]) for r in readings] == [
