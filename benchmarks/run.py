@@ -91,6 +91,7 @@ def triggerer_rows(results: dict[int, dict[str, dict[str, Any]]]) -> list[Row]:
                 project["last_event_after_reset_and_jitter_s"],
                 anchor["last_event_after_reset_and_jitter_s"],
                 unit=" s",
+                ratio_text="-",  # below 0: the last trigger fired before the last wake it was due
                 target="≤ 2 s",
                 met=project["last_event_after_reset_and_jitter_s"] <= 2 and project["fired"] == count,
             )

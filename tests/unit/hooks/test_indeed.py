@@ -11,7 +11,6 @@ import time_machine
 
 from airflow_provider_quota.exceptions import (
     ConnectionConfigError,
-    InvalidMonthError,
     InvalidParameterError,
     QuotaApiError,
     UnexpectedResponseError,
@@ -129,13 +128,6 @@ def test_403_insufficient_scope_names_the_error_type(monkeypatch, sandbox_server
     assert sandbox.stats()["requests"]["indeed_quota_usage"] == 1
 
 
-def test_500_is_retried_then_succeeds(indeed_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("500", endpoint="indeed_quota_usage", count=2)
-    assert IndeedHook().get_api_quota_usage("122024").month == "122024"
-    assert sandbox.stats()["requests"]["indeed_quota_usage"] == 3
-    assert len(recorded_sleeps) == 2
-
-
 def test_bad_client_secret_fails_at_the_token_endpoint_without_retry(monkeypatch, sandbox_server, sandbox):
     set_connection(
         monkeypatch, "bad", conn_type="indeed", host=sandbox_server.url, login=INDEED_CLIENT_ID, password="wrong-secret"
@@ -149,34 +141,6 @@ def test_bad_client_secret_fails_at_the_token_endpoint_without_retry(monkeypatch
         "indeed_token": 1,
         "indeed_quota_usage": 0,
     }
-
-
-@pytest.mark.parametrize(
-    ("month", "problem"),
-    [
-        ("132025", "not a real month"),
-        ("112024", "before 122024"),
-        ("2025-13", "not a real month"),
-        ("", "empty string"),
-        ("12-2024", "malformed"),
-        ("1224", "malformed"),
-        ("2999-01", "in the future"),
-        (20250101, "not int"),
-    ],
-)
-def test_invalid_months_are_refused_with_zero_requests(indeed_conn, sandbox, month, problem):
-    with pytest.raises(InvalidMonthError, match=problem):
-        IndeedHook().get_api_quota_usage(month)
-    assert sandbox.stats()["total_requests"] == 0
-
-
-def test_next_month_is_in_the_future(indeed_conn, sandbox):
-    with (
-        time_machine.travel(datetime(2025, 6, 30, 23, 59, tzinfo=timezone.utc)),
-        pytest.raises(InvalidMonthError, match=r"072025 is in the future \(the current month is 062025\)"),
-    ):
-        IndeedHook().get_api_quota_usage("072025")
-    assert sandbox.stats()["total_requests"] == 0
 
 
 def test_no_employer_is_refused_before_any_request(monkeypatch, sandbox_server, sandbox):

@@ -11,7 +11,6 @@ from airflow_provider_quota.exceptions import (
     ConnectionConfigError,
     InvalidParameterError,
     QuotaApiError,
-    RetryAfterTooLongError,
     UnexpectedResponseError,
 )
 from airflow_provider_quota.hooks.sonarly import SonarlyHook
@@ -81,43 +80,6 @@ def test_400_is_not_retried(sonarly_conn, sandbox, recorded_sleeps):
     assert caught.value.trace_id
     assert sandbox.requests_to("sonarly_quota") == 1
     assert recorded_sleeps == []
-
-
-def test_429_retry_after_seconds_is_honoured(sonarly_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("429", count=2, retry_after="7")
-    assert SonarlyHook().get_prospecting_quota().remaining == 25
-    assert recorded_sleeps == [7.0, 7.0]
-    assert sandbox.requests_to("sonarly_quota") == 3
-
-
-def test_429_retry_after_http_date_is_honoured(sonarly_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("429", count=1, retry_after_http_date_in=30)
-    SonarlyHook().get_prospecting_quota()
-    assert len(recorded_sleeps) == 1 and 27 <= recorded_sleeps[0] <= 31
-
-
-def test_retry_after_longer_than_cap_fails_fast(sonarly_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("429", count=1, retry_after="7200")
-    with pytest.raises(RetryAfterTooLongError, match=r"retry after 7200 s, more than max_retry_wait=300 s"):
-        SonarlyHook().get_prospecting_quota()
-    assert recorded_sleeps == []
-    assert sandbox.requests_to("sonarly_quota") == 1
-
-
-def test_500_is_retried_with_backoff_then_succeeds(sonarly_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("500", count=2)
-    assert SonarlyHook(backoff_initial=2, backoff_max=60).get_prospecting_quota().remaining == 25
-    assert sandbox.requests_to("sonarly_quota") == 3
-    # exponential (2, 4) plus jitter in [0, 2)
-    assert 2 <= recorded_sleeps[0] <= 4 and 4 <= recorded_sleeps[1] <= 6
-
-
-def test_5xx_burst_longer_than_budget_fails_after_max_attempts(sonarly_conn, sandbox, recorded_sleeps):
-    sandbox.add_fault("503", count=10)
-    with pytest.raises(QuotaApiError, match=r"HTTP 503 .*gave up after 3 attempts"):
-        SonarlyHook(max_attempts=3).get_prospecting_quota()
-    assert sandbox.requests_to("sonarly_quota") == 3
-    assert len(recorded_sleeps) == 2
 
 
 def test_success_false_with_http_200_raises(sonarly_conn, sandbox):
