@@ -28,14 +28,24 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO / "example_dags"
 HARNESS_DAGS = Path(__file__).resolve().parent / "dags"
-#: The settings this run changes from Airflow's defaults to detect failures within a test's time,
-#: with the production default beside each (docs/deployment.md shows this table).
-FAST_FAILURE_DETECTION = {
-    ("triggerer", "job_heartbeat_sec"): ("2", "5"),
-    ("triggerer", "triggerer_health_check_threshold"): ("15", "30"),
-    ("scheduler", "task_instance_heartbeat_timeout"): ("30", "300"),
-    ("scheduler", "task_instance_heartbeat_timeout_detection_interval"): ("5", "10"),
-    ("core", "default_task_retry_delay"): ("5", "300"),
+_FAILOVER = "failover within a test's time"
+_CRASH = "a crashed worker's task retried within a test's time"
+_NO_CATCHUP = (
+    "runs come from the REST API and backfills only: unpausing the catchup=True spend example starts "
+    "no catchup (this also stops asset-triggered runs)"
+)
+#: The settings the run changes from Airflow's defaults: (this run, Airflow's default, why). Every
+#: process gets them; docs/deployment.md shows this table.
+RUN_SETTINGS = {
+    ("triggerer", "job_heartbeat_sec"): ("2", "5", _FAILOVER),
+    ("triggerer", "triggerer_health_check_threshold"): ("15", "30", _FAILOVER),
+    ("scheduler", "task_instance_heartbeat_timeout"): ("30", "300", _CRASH),
+    ("scheduler", "task_instance_heartbeat_timeout_detection_interval"): ("5", "10", _CRASH),
+    ("core", "default_task_retries"): ("1", "0", "a crashed worker's task is retried at all"),
+    ("core", "default_task_retry_delay"): ("5", "300", _CRASH),
+    ("core", "parallelism"): ("64", "32", "the fleet's gates reach the worker sooner"),
+    ("core", "test_connection"): ("Enabled", "Disabled", "the connection Test scenario"),
+    ("scheduler", "use_job_schedule"): ("False", "True", _NO_CATCHUP),
 }
 CELERY_CONCURRENCY = 16  # Airflow's default [celery] worker_concurrency
 TRIGGERERS = ("triggerer-1", "triggerer-2")
@@ -228,10 +238,7 @@ class Deployment:
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "1",
-                "AIRFLOW__CORE__PARALLELISM": "64",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql,
                 "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.metadata_url}",
@@ -247,12 +254,9 @@ class Deployment:
                     self.logs / "airflow" / "dag_processor"
                 ),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
-                # Runs come from the REST API and backfills only: unpausing the catchup=True spend
-                # example would otherwise extract every month since 12/2024 (see docs/deployment.md).
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             }
         )
-        for (section, option), (value, _default) in FAST_FAILURE_DETECTION.items():
+        for (section, option), (value, _default, _why) in RUN_SETTINGS.items():
             env[f"AIRFLOW__{section.upper()}__{option.upper()}"] = value
         if name in self.trigger_log_ports:
             env["QUOTA_IT_HOSTNAME"] = name
@@ -319,11 +323,3 @@ def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
-
-
-def fast_failure_settings() -> list[tuple[str, str, str]]:
-    """The fast-failure settings as (``[section] option``, this run, Airflow's default), for the docs."""
-    return [
-        (f"[{section}] {option}", value, default)
-        for (section, option), (value, default) in FAST_FAILURE_DETECTION.items()
-    ]

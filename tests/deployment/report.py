@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tests.deployment.cluster import FAST_FAILURE_DETECTION
+from tests.deployment.cluster import RUN_SETTINGS
 from tests.deployment.results import scenario_rank
 from tests.generated_blocks import replace_block, split_pytest_args
 
@@ -120,12 +120,12 @@ def render(data: dict[str, Any], *, command: str) -> str:
             )
     lines += [
         "",
-        "| setting changed for the run | this run | Airflow's default |",
-        "|---|---:|---:|",
+        "| setting changed for the run | this run | Airflow's default | why |",
+        "|---|---:|---:|---|",
     ]
     lines += [
-        f"| `[{section}] {option}` | {value} | {default} |"
-        for (section, option), (value, default) in FAST_FAILURE_DETECTION.items()
+        f"| `[{section}] {option}` | {value} | {default} | {why} |"
+        for (section, option), (value, default, why) in RUN_SETTINGS.items()
     ]
     lines += ["", f"Tests: {counts['passed']} passed, {counts['failed']} failed."]
     return "\n".join(lines)

@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 import requests
 
-#: Task instance states after which nothing more happens without a clear.
-FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
+#: A bound on one request, not on a scenario: generous, because a machine short of CPU or memory
+#: was seen to stall every process of the deployment for over two minutes.
+REQUEST_TIMEOUT = 300.0
 
 
 class ApiError(AssertionError):
@@ -33,14 +34,14 @@ class AirflowApi:
 
     def login(self) -> None:
         """Trade the user's password for a JWT, sent as a bearer token from then on."""
-        answer = self._http.post(f"{self.url}/auth/token", json=self._credentials, timeout=60)
+        answer = self._http.post(f"{self.url}/auth/token", json=self._credentials, timeout=REQUEST_TIMEOUT)
         if answer.status_code not in (200, 201):
             raise ApiError(f"POST /auth/token: {answer.status_code} {answer.text[:300]}")
         self._http.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
 
     def call(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """One request to ``/api/v2<path>``; its JSON body (None for 204)."""
-        answer = self._http.request(method, f"{self.url}/api/v2{path}", timeout=120, **kwargs)
+        answer = self._http.request(method, f"{self.url}/api/v2{path}", timeout=REQUEST_TIMEOUT, **kwargs)
         if answer.status_code not in expect:
             raise ApiError(f"{method} {path}: {answer.status_code} {answer.text[:1000]}")
         return None if answer.status_code == 204 or not answer.content else answer.json()
@@ -51,7 +52,7 @@ class AirflowApi:
     # ------------------------------------------------------------------ health, DAGs, connections
 
     def health(self) -> dict[str, Any]:
-        return dict(self._http.get(f"{self.url}/api/v2/monitor/health", timeout=30).json())
+        return dict(self._http.get(f"{self.url}/api/v2/monitor/health", timeout=REQUEST_TIMEOUT).json())
 
     def dag_ids(self) -> set[str]:
         return {dag["dag_id"] for dag in self.get("/dags", params={"limit": 1000})["dags"]}

@@ -120,11 +120,10 @@ def redis_broker(url: str, log_dir: Path) -> Iterator[RedisBroker]:
                 raise RuntimeError(f"redis-server did not start (see {log_dir / 'redis.log'})")
             time.sleep(0.2)
     try:
-        database = next(
-            number
-            for number in range(15, 0, -1)
-            if redis.Redis.from_url(f"{url}/{number}", socket_timeout=5).dbsize() == 0
-        )
+        empty = [number for number in range(15, 0, -1) if redis.Redis.from_url(f"{url}/{number}").dbsize() == 0]
+        if not empty:
+            raise RuntimeError(f"every database 1-15 of the Redis at {url} holds keys: none is free for the broker")
+        database = empty[0]
         broker = RedisBroker(url=url, database=database, process=process)
         try:
             yield broker

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from tests.deployment.cluster import FAST_FAILURE_DETECTION, TRIGGERERS
+from tests.deployment.cluster import RUN_SETTINGS, TRIGGERERS
 from tests.deployment.gate import DAG_ID, GATE, start_deferred_gate
 
 pytestmark = pytest.mark.deployment
 #: Long enough that the trigger is still waiting when the other triggerer adopts it
 #: (adoption takes up to [triggerer] triggerer_health_check_threshold after a kill -9).
 RESET_AFTER = 30.0
-HEALTH_CHECK_THRESHOLD = float(FAST_FAILURE_DETECTION[("triggerer", "triggerer_health_check_threshold")][0])
+HEALTH_CHECK_THRESHOLD = float(RUN_SETTINGS[("triggerer", "triggerer_health_check_threshold")][0])
 
 
 @pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])

@@ -45,7 +45,7 @@ def test_the_table_lists_scenarios_in_run_order_with_their_figures():
     assert "| gate: `test_gate` | failed | 33.5 |" in block
     assert "| fleet: 200 gates | triggers per triggerer | triggerer-1 139, triggerer-2 61 |" in block
     assert "| triggerer-1 | 139 | 153.3 | 169.4 | 450.3 | 1.4 % | 30.0 s |" in block
-    assert "| `[triggerer] triggerer_health_check_threshold` | 15 | 30 |" in block
+    assert "| `[triggerer] triggerer_health_check_threshold` | 15 | 30 | failover within a test's time |" in block
     assert block.endswith("Tests: 1 passed, 1 failed.")
 
 
