@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_quota import __version__
+
 _INSECURE_HTTP_FIELD = {
     "label": "Allow plain http:// to a non-loopback host",
     "description": "Off by default: credentials would cross the network unencrypted. "
@@ -19,7 +21,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Quota (Sonarly prospecting quota, Indeed Sponsored Jobs API usage)",
         "description": "Gate DAGs on the Sonarly prospecting quota and extract Indeed Sponsored Jobs "
         "API usage, quota and spend into XCom or a warehouse table.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": "Sonarly",

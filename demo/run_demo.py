@@ -54,7 +54,7 @@ def prepare_environment(sandbox_url: str) -> dict[str, str]:
             "login": "sandbox-client-id",
             "password": "sandbox-client-secret",
         },
-        "AIRFLOW_CONN_QUOTA_WAREHOUSE": {"conn_type": "sqlite", "host": str(WAREHOUSE)},
+        "AIRFLOW_CONN_WAREHOUSE": {"conn_type": "sqlite", "host": str(WAREHOUSE)},
     }
     os.environ.update(
         {
@@ -152,7 +152,7 @@ def show_monthly_spend(dag, client) -> bool:
     elapsed = time.monotonic() - started
     print(f"3 runs (12/2024, 01/2025, 02/2025): {', '.join(str(s) for s in states)} in {elapsed:.1f} s")
     with output_to(LOG):
-        rows = get_db_hook("quota_warehouse").get_records(
+        rows = get_db_hook("warehouse").get_records(
             "SELECT month_start, employer_id, requests_count, api_quota, spend_amount, currency_code "
             "FROM indeed_api_quota_usage ORDER BY month_start, employer_id"
         )

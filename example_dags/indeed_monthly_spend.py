@@ -29,6 +29,6 @@ with DAG(
     IndeedQuotaUsageOperator.partial(
         task_id="extract_api_quota_usage",
         indeed_conn_id="indeed_default",
-        sql_conn_id="quota_warehouse",
+        sql_conn_id="warehouse",
         table="indeed_api_quota_usage",
     ).expand(employer_id=EMPLOYERS)

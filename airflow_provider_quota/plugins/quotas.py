@@ -9,6 +9,7 @@ FastAPI app behind the page is built on the first request the API server routes 
 # and the routes are defined inside create_app(), which imports what they name.
 
 import dataclasses
+import threading
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,13 @@ class _AppOnFirstRequest:
 
     def __init__(self) -> None:
         self.app: Any = None
+        self._lock = threading.Lock()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.app is None:  # no await in between: one app, however many first requests
-            self.app = create_app()
+        if self.app is None:
+            with self._lock:  # one app (and one quota cache), even for first requests on several threads
+                if self.app is None:
+                    self.app = create_app()
         await self.app(scope, receive, send)
 
 

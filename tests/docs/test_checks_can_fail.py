@@ -102,6 +102,27 @@ def _block(lang: str, check: str | None, code: str) -> Block:
             id="backfill-from-a-month-the-api-does-not-serve",
         ),
         pytest.param(
+            "shell",
+            "bash",
+            "airflow connections add sonarly_default --conn-uri=sonarly://:sk_live_x@api.sonarly.io\n",
+            "define connections with --conn-json JSON or --conn-password, not .*--conn-uri=",
+            id="connection-key-in-the-audit-log",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "airflow connections add warehouse --conn-type postgres --conn-host db --conn-login loader\n",
+            "the connection has no --conn-password",
+            id="connection-without-a-secret",
+        ),
+        pytest.param(
+            "shell",
+            "bash",
+            "airflow triggerer --pin-queue quota\n",
+            "Airflow's CLI refuses .*unrecognized arguments: --pin-queue",
+            id="triggerer-option-airflow-does-not-have",
+        ),
+        pytest.param(
             "ddl-snowflake",
             "sql",
             "CREATE TABLE IF NOT EXISTS t (employer_id VARCHAR(256) NOT NULL, month CHAR(6) NOT NULL, "

@@ -49,7 +49,7 @@ def test_monthly_spend_maps_over_employers_into_sqlite(airflow_db, dagbag, indee
     from airflow_provider_quota.hooks import indeed
     from airflow_provider_quota.utils.warehouse import get_db_hook
 
-    set_connection(monkeypatch, "quota_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
+    set_connection(monkeypatch, "warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
     dag = dagbag.dags["indeed_monthly_spend"]
     for month_end in (datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc)):
         indeed._TOKENS.clear()  # each run starts with no token, as on a fresh worker process
@@ -57,7 +57,7 @@ def test_monthly_spend_maps_over_employers_into_sqlite(airflow_db, dagbag, indee
     stats = sandbox.stats()
     assert stats["tokens_issued"] == {"emp-acme": 2, "emp-globex": 2, "emp-eu-initech": 2}  # one per employer per run
     assert stats["requests"]["indeed_quota_usage"] == 6
-    rows = get_db_hook("quota_warehouse").get_records(
+    rows = get_db_hook("warehouse").get_records(
         "SELECT month, employer_id, spend_amount, currency_code FROM indeed_api_quota_usage ORDER BY month, employer_id"
     )
     assert [(month, employer) for month, employer, _, _ in rows] == [
@@ -72,7 +72,7 @@ def test_monthly_spend_maps_over_employers_into_sqlite(airflow_db, dagbag, indee
     assert {currency for *_, currency in rows} == {"USD", "EUR"}
     # rerunning a month updates the rows in place
     assert dag.test(logical_date=datetime(2025, 1, 1, tzinfo=timezone.utc)).state == "success"
-    assert len(get_db_hook("quota_warehouse").get_records("SELECT * FROM indeed_api_quota_usage")) == 6
+    assert len(get_db_hook("warehouse").get_records("SELECT * FROM indeed_api_quota_usage")) == 6
 
 
 def mail_text(message: Any) -> str:

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tests.generated_blocks import replace_block, split_pytest_args
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "reliability.md"
 DEFAULT_JSON = REPO / ".reliability" / "figures.json"
@@ -152,19 +154,11 @@ def render(data: dict[str, Any], info: dict[str, str], *, command: str, wall_sec
 
 
 def write_docs(block: str) -> None:
-    text = DOCS.read_text()
-    start, end = text.find(START_MARK), text.find(END_MARK)
-    if start < 0 or end < start:
-        raise SystemExit(f"{DOCS} has no {START_MARK} ... {END_MARK} block")
-    DOCS.write_text(text[: start + len(START_MARK)] + "\n" + block + "\n" + text[end:])
+    replace_block(DOCS, START_MARK, END_MARK, block)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    pytest_args: list[str] = []
-    if "--" in args:
-        pytest_args = args[args.index("--") + 1 :]
-        args = args[: args.index("--")]
+    args, pytest_args = split_pytest_args(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(prog="python -m tests.reliability.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the figures block of {DOCS.name}")
     parser.add_argument("--fast", action="store_true", help="run the fast variant (the one make test runs)")

@@ -272,7 +272,7 @@ def test_example_dag_under_faults_through_airflows_task_runner(
     from tests.conftest import REPO
     from tests.reliability.conftest import airflow_configured_log_level, warehouse_keys
 
-    set_connection(monkeypatch, "quota_warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
+    set_connection(monkeypatch, "warehouse", conn_type="sqlite", host=str(tmp_path / "warehouse.db"))
     dag = DagBag(dag_folder=str(REPO / "example_dags" / "indeed_monthly_spend.py")).dags["indeed_monthly_spend"]
     sandbox.add_fault("503", endpoint="indeed_token", count=1)
     sandbox.add_fault("429", endpoint="indeed_quota_usage", count=2, retry_after="1")
@@ -292,7 +292,7 @@ def test_example_dag_under_faults_through_airflows_task_runner(
     assert len(rendered) == 3 and len(xcoms) == 3
     employers = ["emp-acme", "emp-globex", "emp-eu-initech"]
     keys = [(employer, "012025") for employer in employers]
-    assert figures.rows(keys, warehouse_keys("quota_warehouse", "indeed_api_quota_usage")) == (0, 0)
+    assert figures.rows(keys, warehouse_keys("warehouse", "indeed_api_quota_usage")) == (0, 0)
     stats = sandbox.stats()
     assert stats["tokens_issued"] == dict.fromkeys(employers, 1)
     assert stats["requests"]["indeed_quota_usage"] == 3 + 3  # one answer per employer, three faults

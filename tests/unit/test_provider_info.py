@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from pathlib import Path
 
 from airflow_provider_quota import __version__
@@ -26,6 +26,7 @@ def test_metadata_matches_the_package():
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-quota"
     assert info["versions"][0] == __version__
+    assert version("airflow-provider-quota") == __version__  # pyproject reads the same one place
     modules = [
         m
         for kind in ("hooks", "sensors", "triggers", "operators")

@@ -26,9 +26,11 @@ from tests.quotas_page import (
     GATE_TASK_ID,
     HOSTILE_GROUP,
     HOSTILE_LIST_TYPE,
+    PAGE,
     QuotasPage,
     recent_months,
     run_gate_dag,
+    token,
     waiting,
     write_spend,
 )
@@ -179,8 +181,10 @@ def test_concurrent_views_share_the_one_request_under_way(page, sonarly_conn, sa
     sandbox.add_fault("stall", endpoint="sonarly_quota", seconds=1.0, count=1)  # the first reader is slow
     answers = []
 
+    headers = {"Authorization": f"Bearer {token('ADMIN')}"}  # made once: JWT generation is not thread-safe
+
     def view():
-        answers.append(page.get().status_code)
+        answers.append(page.client.get(PAGE, headers=headers).status_code)
 
     views = [threading.Thread(target=view) for _ in range(8)]
     for thread in views:
