@@ -270,6 +270,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                     if self.deadline is not None and wake_at > self.deadline and not waiter.released.done():
                         yield TriggerEvent(self._timeout_event(wake_at, checks))
                         return
+                    self.log.info("Next check of the prospecting quota of %s at %s", group, wake_at.isoformat())
                     await sleep_until(wake_at, unless=waiter.released)
                     if not waiter.released.done():
                         checks += 1

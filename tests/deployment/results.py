@@ -16,6 +16,7 @@ SCENARIO_ORDER = [
     "test_bad_input.py",
     "test_spend.py",
     "test_fleet.py",
+    "test_event_driven.py",
     "test_secrets.py",
 ]
 

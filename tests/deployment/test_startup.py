@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.deployment.cluster import TRIGGERERS
-from tests.deployment.harness import ALIVE_WITHIN, EXPECTED_DAGS
+from tests.deployment.harness import ALIVE_WITHIN, EXPECTED_DAGS, PAUSED_AT_START
 
 pytestmark = pytest.mark.deployment
 
@@ -26,5 +26,5 @@ def test_every_process_is_up_and_healthy(harness):
     assert harness.api.dag_ids() >= EXPECTED_DAGS
     assert harness.api.import_errors() == []
     dags = {dag["dag_id"]: dag for dag in harness.api.get("/dags", params={"limit": 1000})["dags"]}
-    assert not any(dags[dag_id]["is_paused"] for dag_id in EXPECTED_DAGS)
+    assert {dag_id for dag_id in EXPECTED_DAGS if dags[dag_id]["is_paused"]} == PAUSED_AT_START
     harness.results.figure("startup", "triggerer jobs", sorted(live_triggerers))
