@@ -33,13 +33,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from airflow_provider_quota.exceptions import UnexpectedResponseError
+from airflow_provider_quota.utils.limits import MONEY_INTEGER_DIGITS, MONEY_PLACES, decimal_overflow
 
 log = logging.getLogger(__name__)
 
 #: The largest count accepted: it must fit a SQL BIGINT.
 MAX_COUNT = 2**63 - 1
-#: Digits of money accepted before and after the decimal point (MySQL's widest DECIMAL(65, 30)).
-MONEY_INTEGER_DIGITS, MONEY_PLACES = 35, 30
 #: The longest access-token lifetime accepted, in seconds (a year; Indeed's are an hour).
 MAX_TOKEN_LIFETIME = 366 * 24 * 3600
 #: Text from an API is cut to this many characters before it reaches a message.
@@ -47,27 +46,6 @@ MAX_TEXT = 500
 
 DataT = TypeVar("DataT")
 M = TypeVar("M", bound=BaseModel)
-
-
-def decimal_overflow(value: Decimal, *, integer_digits: int, places: int) -> str | None:
-    """
-    What makes ``value`` too wide for ``integer_digits`` digits before the point and ``places`` after, or None.
-
-    Trailing zeros after the point are no loss (``3000.100`` fits two places). Not
-    ``Decimal.normalize()``: it rounds to the context's 28 digits.
-    """
-    _, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
-        return "is not a finite number"
-    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
-        digits, exponent = digits[:-1], exponent + 1
-    if not any(digits):
-        return None
-    if -exponent > places:
-        return f"has more than {places} decimal places ({-exponent})"
-    if len(digits) + exponent > integer_digits:
-        return f"has {len(digits) + exponent} digits before the decimal point, more than {integer_digits}"
-    return None
 
 
 def _exact_money(value: Any) -> Any:

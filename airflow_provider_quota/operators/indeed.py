@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator, timezone
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_quota.exceptions import fail_fast_on_permanent_errors
-from airflow_provider_quota.hooks.base import HttpSettings
+from airflow_provider_quota.utils.limits import hook_params as hook_params_of
 from airflow_provider_quota.utils.limits import is_templated
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class IndeedQuotaUsageOperator(BaseOperator):
         self.sql_conn_id = sql_conn_id
         self.table = table
         self.create_table = create_table
-        self.hook_params = HttpSettings.params(hook_params)
+        self.hook_params = hook_params_of(hook_params)
         # What this run read and wrote, for OpenLineage only (no secret, no extra request).
         self._lineage_reads: list[UsageRead] = []
         self._lineage_table: str | None = None
@@ -211,7 +211,7 @@ class IndeedBudgetCheckOperator(BaseOperator):
         self.max_pace = max_pace
         self.max_api_quota_used = max_api_quota_used
         self.soft_fail = soft_fail
-        self.hook_params = HttpSettings.params(hook_params)
+        self.hook_params = hook_params_of(hook_params)
         if not any(map(is_templated, (budget, currency, max_pace, max_api_quota_used))):
             self._limits()  # wrong limits fail when the DAG is parsed
 

@@ -25,7 +25,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_quota.exceptions import InvalidParameterError, fail_fast_on_permanent_errors
-from airflow_provider_quota.hooks.base import HttpSettings
+from airflow_provider_quota.utils.limits import hook_params as hook_params_of
 from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, after_reset, later
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class QuotaGateSensor(BaseSensorOperator):
             raise InvalidParameterError(f"jitter must be a number of seconds from 0 to 3600, not {jitter!r}")
         self.deferrable = deferrable
         self.jitter = float(jitter)
-        self.hook_params = HttpSettings.params(hook_params)
+        self.hook_params = hook_params_of(hook_params)
         self._started_at: datetime | None = None
         self._next_check_at: datetime | None = None
 

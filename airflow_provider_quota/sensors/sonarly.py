@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import StartTriggerArgs
-
 from airflow_provider_quota.exceptions import InvalidParameterError
 from airflow_provider_quota.sensors.base import GateCheck, QuotaGateSensor
+from airflow_provider_quota.utils.limits import parse_count
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -79,6 +77,8 @@ class SonarlyQuotaSensor(QuotaGateSensor):
         self.list_type = list_type
         self.min_remaining = min_remaining
         if start_from_trigger:
+            from airflow.triggers.base import StartTriggerArgs
+
             if not self.deferrable:
                 raise InvalidParameterError("start_from_trigger needs deferrable=True")
             self.start_from_trigger = True
@@ -99,12 +99,7 @@ class SonarlyQuotaSensor(QuotaGateSensor):
 
     def required_remaining(self) -> int:
         """``min_remaining`` as a number (it may be rendered from a template as text)."""
-        value = self.min_remaining
-        if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-            raise InvalidParameterError(f"min_remaining must be a non-negative integer, not {self.min_remaining!r:.80}")
-        return value
+        return parse_count(self.min_remaining, name="min_remaining")
 
     def check(self, context: Context) -> GateCheck:
         required = self.required_remaining()  # a bad value fails before any request

@@ -29,6 +29,7 @@ from airflow_provider_quota.triggers.base import (
     sleep_until,
     wall_clock,
 )
+from airflow_provider_quota.utils.limits import parse_count
 from airflow_provider_quota.utils.timing import MAX_WAIT_SECONDS, MIN_INTERVAL_SECONDS, after_reset, later
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
             hook = SonarlyHook(self.sonarly_conn_id, **self.hook_params)
             await hook.aget_checked_connection()
             group = hook.resolve_account_group_id(self.account_group_id or None)
-            need = _count(self.min_remaining)
+            need = parse_count(self.min_remaining, name="min_remaining")  # text when rendered in the triggerer
         except Exception as exc:
             yield TriggerEvent(_error_event(exc, checks))
             return
@@ -348,14 +349,6 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
             f"after the sensor's timeout (at {self.deadline.isoformat() if self.deadline else 'never'})"
         )
         return {"status": "timeout", "message": message, "checks": checks}
-
-
-def _count(value: int | str) -> int:
-    """``min_remaining`` as a number: it arrives as text when rendered in the triggerer."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise InvalidParameterError(f"min_remaining must be a non-negative integer, not {value!r:.80}")
-    return int(text)
 
 
 def _error_event(exc: BaseException, checks: int, failures: int = 1) -> dict[str, Any]:

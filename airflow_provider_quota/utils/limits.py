@@ -1,14 +1,56 @@
-"""Limits a DAG author gives (a budget, a fraction, a count), read exactly and refused by name before any request."""
+"""
+Limits, read exactly and refused by name: what a DAG author gives (a budget, a fraction, a count,
+``hook_params``) before any request, and how wide money may be, wherever it comes from.
+
+Light on purpose: it is imported when DAGs are parsed.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from airflow_provider_quota.exceptions import InvalidParameterError
 
-#: A budget has at most this many digits before the point and places after it (what a warehouse column holds).
-BUDGET_INTEGER_DIGITS, BUDGET_PLACES = 35, 30
+#: Digits of money before and after the decimal point (MySQL's widest column, DECIMAL(65, 30)): any
+#: real amount, and what every warehouse the provider writes holds.
+MONEY_INTEGER_DIGITS, MONEY_PLACES = 35, 30
+
+
+def decimal_overflow(value: Decimal, *, integer_digits: int, places: int) -> str | None:
+    """
+    What makes ``value`` too wide for ``integer_digits`` digits before the point and ``places`` after, or None.
+
+    Trailing zeros after the point are no loss (``3000.100`` fits two places). Not
+    ``Decimal.normalize()``: it rounds to the context's 28 digits.
+    """
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        return "is not a finite number"
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if not any(digits):
+        return None
+    if -exponent > places:
+        return f"has more than {places} decimal places ({-exponent})"
+    if len(digits) + exponent > integer_digits:
+        return f"has {len(digits) + exponent} digits before the decimal point, more than {integer_digits}"
+    return None
+
+
+def hook_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """
+    A task's ``hook_params``, validated by :class:`~airflow_provider_quota.hooks.base.HttpSettings`.
+
+    The hooks are imported only when some are given, so that parsing a DAG stays light.
+    """
+    if not params:
+        return {}
+    from airflow_provider_quota.hooks.base import HttpSettings
+
+    return HttpSettings.params(params)
 
 
 def is_templated(value: object) -> bool:
@@ -38,8 +80,7 @@ def parse_decimal(value: object, *, name: str, low: Decimal, high: Decimal, mone
         kind = "an exact decimal (a string, an int or a Decimal, never a float)" if money else "a number"
         raise InvalidParameterError(f"{name} must be {kind}, not {value!r:.80}")
     in_range = low <= number <= high if money else low < number <= high
-    digits, exponent = number.as_tuple().digits, int(number.as_tuple().exponent)
-    too_wide = money and (len(digits) + exponent > BUDGET_INTEGER_DIGITS or -exponent > BUDGET_PLACES)
+    too_wide = money and decimal_overflow(number, integer_digits=MONEY_INTEGER_DIGITS, places=MONEY_PLACES)
     if not in_range or too_wide:
         bounds = f"from {low} to {high}" if money else f"above {low} and at most {high}"
         raise InvalidParameterError(f"{name} must be {bounds}, not {value!r:.80}")

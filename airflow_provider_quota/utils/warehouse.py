@@ -201,7 +201,7 @@ def check_money_fits(spend: Any, dialect: str, table: str) -> None:
 
     :raise InvalidParameterError: naming the spend, the column and what does not fit.
     """
-    from airflow_provider_quota.models import decimal_overflow
+    from airflow_provider_quota.utils.limits import decimal_overflow
 
     digits = dialect_of(dialect).money_digits
     if digits is None:

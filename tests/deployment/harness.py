@@ -37,6 +37,7 @@ EXPECTED_DAGS = {
     "prospecting_on_quota_window",
     "indeed_monthly_spend",
     "deployment_gates",
+    "deployment_gate_from_trigger",
     "deployment_bad_input",
 }
 #: Paused until their scenario: the quota window watcher would check the sandbox's quota all along.

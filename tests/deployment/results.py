@@ -11,6 +11,7 @@ from typing import Any
 SCENARIO_ORDER = [
     "test_startup.py",
     "test_gate.py",
+    "test_start_from_trigger.py",
     "test_failover.py",
     "test_connection_test.py",
     "test_bad_input.py",
