@@ -21,9 +21,8 @@ import json
 import os
 import threading
 import time
-import weakref
 import zlib
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -295,11 +294,12 @@ def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, A
 
 
 class _AnswerRefusedError(Exception):
-    """An answer the hook stops reading: too large, or in an encoding it did not ask for."""
+    """An answer the hook stops reading: too large, in an encoding it did not ask for, or corrupt."""
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: str, *, permanent: bool = True) -> None:
         super().__init__(message)
         self.code = code
+        self.permanent = permanent
 
 
 class _BodyReader:
@@ -307,7 +307,10 @@ class _BodyReader:
 
     def __init__(self, content_encoding: str | None, limit: int) -> None:
         encoding = (content_encoding or "identity").strip().lower()
-        wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+        # 32 + MAX_WBITS reads gzip or zlib-wrapped deflate, by the stream's header; some servers send
+        # "deflate" raw, without the zlib header: that is tried on the first error.
+        wbits = 32 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip", "deflate") else None
+        self._raw_deflate_fallback = encoding == "deflate"
         if wbits is None and encoding != "identity":
             raise _AnswerRefusedError(
                 f"the answer's Content-Encoding {encoding[:40]!r} was not asked for", "UNEXPECTED_RESPONSE"
@@ -322,8 +325,7 @@ class _BodyReader:
             if self._inflater is None:
                 data, chunk = chunk, b""
             else:  # inflate at most what fits, so a small bomb never becomes a big buffer
-                data = self._inflater.decompress(chunk, self._limit + 1 - self._size)
-                chunk = self._inflater.unconsumed_tail
+                data, chunk = self._inflate(chunk)
             self._size += len(data)
             if self._size > self._limit:
                 raise _AnswerRefusedError(
@@ -331,7 +333,22 @@ class _BodyReader:
                 )
             self._parts.append(data)
 
+    def _inflate(self, chunk: bytes) -> tuple[bytes, bytes]:
+        assert self._inflater is not None
+        try:
+            data = self._inflater.decompress(chunk, self._limit + 1 - self._size)
+        except zlib.error as exc:
+            if not self._raw_deflate_fallback or self._size:
+                raise _AnswerRefusedError(
+                    f"the answer's compressed body is corrupt ({exc})", "UNEXPECTED_RESPONSE", permanent=False
+                ) from None
+            self._raw_deflate_fallback, self._inflater = False, zlib.decompressobj(-zlib.MAX_WBITS)
+            return b"", chunk
+        return data, self._inflater.unconsumed_tail
+
     def body(self) -> bytes:
+        if self._inflater is not None and not self._inflater.eof:
+            raise _AnswerRefusedError("the answer's compressed body ends early", "UNEXPECTED_RESPONSE", permanent=False)
         return b"".join(self._parts)
 
 
@@ -354,12 +371,28 @@ ASYNC_MAX_CONNECTIONS = 10
 CLIENT_IDLE_SECONDS = 5.0
 
 
+V = TypeVar("V")
+
+
+def loop_local(registry: dict[asyncio.AbstractEventLoop, V], make: Callable[[], V]) -> V:
+    """
+    The running event loop's entry of a per-loop registry, made on first use.
+
+    Entries of closed loops are dropped here: their locks, timers and clients hold their loop, so
+    a weak mapping would never let go of it (every ``asyncio.run`` is a new loop).
+    """
+    loop = asyncio.get_running_loop()
+    for closed in [other for other in registry if other.is_closed()]:
+        del registry[closed]
+    if loop not in registry:
+        registry[loop] = make()
+    return registry[loop]
+
+
 class _ConnectionClient:
     """One httpx.AsyncClient per (event loop, connection, base URL), closed a few seconds after its last user."""
 
-    _registry: ClassVar[
-        weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _ConnectionClient]]
-    ] = weakref.WeakKeyDictionary()
+    _registry: ClassVar[dict[asyncio.AbstractEventLoop, dict[tuple[str, str], _ConnectionClient]]] = {}
 
     def __init__(self) -> None:
         import httpx
@@ -382,7 +415,7 @@ class _ConnectionClient:
     @asynccontextmanager
     async def borrow(cls, key: tuple[str, str]) -> AsyncIterator[_ConnectionClient]:
         loop = asyncio.get_running_loop()
-        clients = cls._registry.setdefault(loop, {})
+        clients = loop_local(cls._registry, dict)
         shared = clients.get(key)
         if shared is None:
             shared = clients[key] = cls()
@@ -403,16 +436,12 @@ class _ConnectionClient:
             self._closed = asyncio.ensure_future(self.client.aclose())
 
 
-_LOOKUP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_LOOKUP_SLOTS: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
 def _connection_lookup_slots() -> asyncio.Semaphore:
     """The running event loop's limit on connection lookups in progress at once."""
-    loop = asyncio.get_running_loop()
-    slots = _LOOKUP_SLOTS.get(loop)
-    if slots is None:
-        slots = _LOOKUP_SLOTS[loop] = asyncio.Semaphore(ASYNC_MAX_CONNECTIONS)
-    return slots
+    return loop_local(_LOOKUP_SLOTS, lambda: asyncio.Semaphore(ASYNC_MAX_CONNECTIONS))
 
 
 class _IoThread:
@@ -605,7 +634,7 @@ class QuotaApiHook(BaseHook):
             async with _ConnectionClient.borrow((self.conn_id, self.base_url)) as shared:
                 return await retrying(self._send_once, shared, method, path, query, form, token)
         except QuotaApiError as exc:
-            exc.attempts = retrying.statistics.get("attempt_number", 1) if exc.retryable else 1
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
             raise
 
     async def _send_once(
@@ -623,7 +652,6 @@ class QuotaApiHook(BaseHook):
 
         async def exchange() -> tuple[int, httpx.Headers, bytes]:
             async with (
-                shared.slots,
                 shared.client.stream(
                     method,
                     self.base_url + path,
@@ -647,12 +675,17 @@ class QuotaApiHook(BaseHook):
                 return response.status_code, response.headers, reader.body()
 
         try:
-            status, headers, body = await asyncio.wait_for(exchange(), settings.deadline)
+            async with shared.slots:  # waiting for a slot is not part of the deadline: sending is
+                status, headers, body = await asyncio.wait_for(exchange(), settings.deadline)
         except (httpx.TransportError, asyncio.TimeoutError) as exc:
             raise self._transport_error(exc, method, path) from None
         except _AnswerRefusedError as exc:
             raise UnexpectedResponseError(
-                f"{method} {path}: {exc}; not read further", api=self.api_name, code=exc.code, permanent=True
+                f"{method} {path}: {exc}; not read further",
+                api=self.api_name,
+                code=exc.code,
+                retryable=not exc.permanent,
+                permanent=exc.permanent,
             ) from None
         return self._handle_response(status, headers, body, method=method, path=path)
 

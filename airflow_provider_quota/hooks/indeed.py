@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_quota.exceptions import ConnectionConfigError, QuotaApiError, UnexpectedResponseError
-from airflow_provider_quota.hooks.base import JsonResponse, QuotaApiHook, check_credential_text, validate_id
+from airflow_provider_quota.hooks.base import (
+    JsonResponse,
+    QuotaApiHook,
+    check_credential_text,
+    loop_local,
+    validate_id,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -34,9 +39,7 @@ class _CachedToken:
 # Tokens are shared by every IndeedHook in the process, per (connection, host, client, employer, scope).
 _TOKENS: dict[TokenKey, _CachedToken] = {}
 # One token request at a time per key and event loop (every synchronous call shares one loop).
-_TOKEN_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[TokenKey, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+_TOKEN_LOCKS: dict[asyncio.AbstractEventLoop, dict[TokenKey, asyncio.Lock]] = {}
 
 
 def _refresh_margin(expires_in: int) -> float:
@@ -148,7 +151,7 @@ class IndeedHook(QuotaApiHook):
         :param stale: a token the API just refused; it is renewed unless another caller already did.
         """
         key = self._token_key()
-        locks = _TOKEN_LOCKS.setdefault(asyncio.get_running_loop(), {})
+        locks = loop_local(_TOKEN_LOCKS, dict)
         async with locks.setdefault(key, asyncio.Lock()):  # one token request per key, however many ask at once
             cached = _TOKENS.get(key)
             if cached is not None and cached.value != stale and time.time() < cached.expires_at:

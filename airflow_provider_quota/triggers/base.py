@@ -41,17 +41,16 @@ async def sleep_until(wake_at: datetime, *, unless: asyncio.Future[Any] | None =
     """
     while (remaining := (wake_at - wall_clock()).total_seconds()) > 0 and not (unless and unless.done()):
         step = asyncio.ensure_future(_sleep(min(remaining, MAX_SLEEP_STEP_SECONDS)))
-        if unless is None:
-            await step
-            continue
-        await asyncio.wait((step, unless), return_when=asyncio.FIRST_COMPLETED)
-        step.cancel()
+        try:
+            await (step if unless is None else asyncio.wait((step, unless), return_when=asyncio.FIRST_COMPLETED))
+        finally:
+            step.cancel()
 
 
 def next_check_at(resets_at: datetime | None, *, failures: int, poke_interval: float, jitter: float) -> datetime:
     """Just after the reset; when unknown, after ``poke_interval``, doubled for each failure in a row (capped)."""
     now = wall_clock()
-    backoff = min(poke_interval * 2**failures, max(poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
+    backoff = min(poke_interval * 2 ** min(failures, 16), max(poke_interval, MAX_FAILURE_BACKOFF_SECONDS))
     return after_reset(resets_at, now=now, jitter=jitter) or later(now, max(backoff, MIN_INTERVAL_SECONDS))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,11 +32,12 @@ from airflow_provider_quota.utils.limits import parse_count
 from airflow_provider_quota.utils.timing import MAX_WAIT_SECONDS, MIN_INTERVAL_SECONDS, after_reset, later
 
 if TYPE_CHECKING:
+    from airflow_provider_quota.hooks.base import HttpSettings
     from airflow_provider_quota.hooks.sonarly import SonarlyHook
     from airflow_provider_quota.models import ProspectingQuota
 
-#: (connection id, API base URL, account group, list type): what makes two checks the same request.
-QuotaKey = tuple[str, str, str, "str | None"]
+#: (connection id, API base URL, account group, list type, hook settings): what makes two checks the same request.
+QuotaKey = tuple[str, str, str, "str | None", "HttpSettings"]
 #: A watcher's retry pace after a permanent error (a revoked key...): slow, it can only be fixed by a person.
 PERMANENT_ERROR_RETRY_SECONDS = 900.0
 _ORDER = itertools.count()
@@ -61,16 +61,14 @@ class SharedQuota:
 
     Checks: one request in flight at a time; its answer (or error) serves every trigger that
     asks for an answer no older than it. Grants: after each answer, waiting gates are released
-    in the order they started waiting, while the sum of their needs fits ``remaining`` minus
-    what was already granted in this window (identified by ``resetAt``); nobody overtakes the
-    head of the queue. Granted units stay granted until the window changes, whether or not the
-    released runs have spent them: a gate never over-subscribes, and may leave a window's last
-    units unused. It lives while a trigger uses it; the last to leave removes it.
+    in the order they started waiting, while the sum of their needs fits what remained at the
+    window's first answer minus what the window already granted, and never more than remains
+    now (a window is identified by ``resetAt``); nobody overtakes the head of the queue. Units
+    the released runs spend are not counted twice, and a gate never over-subscribes. It lives
+    while a trigger uses it; the last to leave removes it.
     """
 
-    _boards: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[QuotaKey, SharedQuota]]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _boards: ClassVar[dict[asyncio.AbstractEventLoop, dict[QuotaKey, SharedQuota]]] = {}
 
     def __init__(self, key: QuotaKey) -> None:
         self.key = key
@@ -78,16 +76,20 @@ class SharedQuota:
         self.waiters: list[Waiter] = []
         self.answer: ProspectingQuota | Exception | None = None
         self.asked_at: datetime | None = None
-        self.granted: tuple[datetime | None, int] = (None, 0)  # (window, units granted in it)
+        #: The window grants are counted in: its resetAt, what remained at its first answer, units granted.
+        self.window: tuple[datetime | None, int, int] | None = None
         self._inflight: asyncio.Future[ProspectingQuota | Exception] | None = None
+        self._inflight_asked_at: datetime | None = None
 
     @classmethod
     @asynccontextmanager
     async def of(cls, hook: SonarlyHook, account_group_id: str, list_type: str | None) -> AsyncIterator[SharedQuota]:
         """Use the quota ``hook`` reads for ``account_group_id`` (its connection is looked up asynchronously)."""
         await hook.aget_checked_connection()
-        key = (hook.conn_id, hook.base_url, account_group_id, list_type)
-        boards = cls._boards.setdefault(asyncio.get_running_loop(), {})
+        key = (hook.conn_id, hook.base_url, account_group_id, list_type, hook.settings)
+        from airflow_provider_quota.hooks.base import loop_local
+
+        boards = loop_local(cls._boards, dict)
         board = boards.setdefault(key, cls(key))
         board.users += 1
         try:
@@ -110,6 +112,8 @@ class SharedQuota:
             self.waiters.remove(waiter)
         if not waiter.released.done():
             waiter.released.cancel()
+        elif not waiter.released.cancelled():
+            waiter.released.exception()  # read: a gate cancelled before it read its error is no "never retrieved"
 
     def ahead_of(self, waiter: Waiter) -> tuple[int, int]:
         """How many gates wait ahead of ``waiter`` without a grant yet, and how many units they need."""
@@ -118,14 +122,20 @@ class SharedQuota:
 
     async def check(self, hook: SonarlyHook, not_before: datetime) -> ProspectingQuota | Exception:
         """The quota (or error) asked at ``not_before`` or later: the last answer, the one in flight, or a new one."""
-        if self.answer is not None and self.asked_at is not None and self.asked_at >= not_before:
-            return self.answer
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._ask(hook))
-        return await asyncio.shield(self._inflight)
+        while True:
+            if self.answer is not None and self.asked_at is not None and self.asked_at >= not_before:
+                if not isinstance(self.answer, Exception):
+                    self._release(self.answer)  # gates that joined since it came may fit
+                return self.answer
+            if self._inflight is None:
+                self._inflight_asked_at = wall_clock()
+                self._inflight = asyncio.ensure_future(self._ask(hook, self._inflight_asked_at))
+            answer = await asyncio.shield(self._inflight)
+            if self.asked_at is not None and self.asked_at >= not_before:
+                return answer
+            # The request in flight was asked before this gate needed a new answer: ask again.
 
-    async def _ask(self, hook: SonarlyHook) -> ProspectingQuota | Exception:
-        asked_at = wall_clock()
+    async def _ask(self, hook: SonarlyHook, asked_at: datetime) -> ProspectingQuota | Exception:
         try:
             answer: ProspectingQuota | Exception = await hook.aget_prospecting_quota(self.key[2], self.key[3])
         except Exception as exc:
@@ -142,8 +152,18 @@ class SharedQuota:
         return answer
 
     def _release(self, quota: ProspectingQuota) -> None:
-        window, granted = self.granted if self.granted[0] == quota.reset_at else (quota.reset_at, 0)
-        available = 0 if quota.exhausted else quota.remaining - granted
+        """
+        Grant units to the gates that fit, in queue order.
+
+        In one window, the gates are granted at most what remained at the window's first answer:
+        units granted are never granted again, spent or not. And never more than the API says
+        remains now, whoever spent the rest. A new window (another ``resetAt``, or more remaining
+        than before while the reset time is unknown) starts the count again.
+        """
+        window, baseline, granted = self.window or (None, 0, 0)
+        if self.window is None or quota.reset_at != window or (window is None and quota.remaining > baseline):
+            window, baseline, granted = quota.reset_at, quota.remaining, 0
+        available = 0 if quota.exhausted else min(quota.remaining, baseline - granted)
         for waiter in self.waiters:
             if waiter.released.done():
                 continue
@@ -155,7 +175,7 @@ class SharedQuota:
             available -= waiter.need
             granted += waiter.need
             waiter.released.set_result((quota, waiter.need))
-        self.granted = (window, granted)
+        self.window = (window, baseline, granted)
 
 
 def _above_limit(need: int, quota: ProspectingQuota) -> InvalidParameterError:
@@ -252,6 +272,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         try:
             hook = SonarlyHook(self.sonarly_conn_id, **self.hook_params)
             await hook.aget_checked_connection()
+            hook.base_url  # noqa: B018 (an unsafe host fails here, as an error event)
             group = hook.resolve_account_group_id(self.account_group_id or None)
             need = parse_count(self.min_remaining, name="min_remaining")  # text when rendered in the triggerer
         except Exception as exc:
@@ -319,7 +340,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
             count,
             units,
             quota.remaining,
-            board.granted[1],
+            board.window[2] if board.window else 0,
             self.poke_interval,
         )
         wake_at = min(later(now, max(self.poke_interval, MIN_INTERVAL_SECONDS)), reset or later(now, MAX_WAIT_SECONDS))
@@ -431,7 +452,7 @@ class SonarlyQuotaWindowTrigger(BaseEventTrigger):
                 delay = (
                     max(self.poke_interval, PERMANENT_ERROR_RETRY_SECONDS)
                     if permanent
-                    else min(self.poke_interval * 2**failures, MAX_FAILURE_BACKOFF_SECONDS)
+                    else min(self.poke_interval * 2 ** min(failures, 16), MAX_FAILURE_BACKOFF_SECONDS)
                 )
                 self.log.error("Quota window check failed (%s); next try in %.0f s", answer, delay)
                 wake_at = later(now, max(delay, MIN_INTERVAL_SECONDS))

@@ -29,14 +29,15 @@ def decimal_overflow(value: Decimal, *, integer_digits: int, places: int) -> str
     _, digits, exponent = value.as_tuple()
     if not isinstance(exponent, int):
         return "is not a finite number"
-    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
-        digits, exponent = digits[:-1], exponent + 1
     if not any(digits):
         return None
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))  # linear: millions of digits are fine
+    dropped = min(trailing_zeros, max(-exponent, 0))
+    count, exponent = len(digits) - dropped, exponent + dropped
     if -exponent > places:
         return f"has more than {places} decimal places ({-exponent})"
-    if len(digits) + exponent > integer_digits:
-        return f"has {len(digits) + exponent} digits before the decimal point, more than {integer_digits}"
+    if count + exponent > integer_digits:
+        return f"has {count + exponent} digits before the decimal point, more than {integer_digits}"
     return None
 
 

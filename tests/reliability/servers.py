@@ -146,6 +146,8 @@ class HostileServer:
     - ``endless``: a chunked body that never ends;
     - ``drip``: the headers, then one byte every half second, forever;
     - ``deep``: JSON nested 100,000 arrays deep;
+    - ``corrupt-gzip``: a body announced as gzip that is not; ``raw-deflate``: a usable quota sent as
+      raw deflate (no zlib header), as some servers send "deflate";
     - any other group: a usable quota, with a ``Set-Cookie``.
 
     ``requests`` records each request: (method, path, headers).
@@ -197,6 +199,20 @@ class HostileServer:
                 while not server._stop.wait(0.5):
                     self.wfile.write(b"1\r\n \r\n")
                     self.wfile.flush()
+
+            def answer_corrupt_gzip(self) -> None:
+                body = b"\x1f\x8b\x08\x00" + b"not gzip at all" * 10
+                self.start(("Content-Encoding", "gzip"), ("Content-Length", str(len(body))))
+                self.wfile.write(body)
+
+            def answer_raw_deflate(self) -> None:
+                import zlib
+
+                deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+                quota = {"success": True, "data": QUOTA_DATA, "error": None, "traceId": "raw"}
+                body = deflate.compress(json.dumps(quota).encode()) + deflate.flush()
+                self.start(("Content-Encoding", "deflate"), ("Content-Length", str(len(body))))
+                self.wfile.write(body)
 
             def answer_deep(self) -> None:
                 body = b"[" * 100_000 + b"]" * 100_000

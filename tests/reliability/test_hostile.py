@@ -173,6 +173,26 @@ def test_answers_past_the_cap_are_refused_on_the_sync_and_the_async_path(hostile
     assert len(hostile.requests) == 2  # one each: no retry of an answer that will be as large again
 
 
+def test_a_corrupt_compressed_body_is_a_clear_transient_error_and_raw_deflate_is_read(
+    hostile, recorded_sleeps, figures
+):
+    error = figures.task(
+        lambda: SonarlyHook(max_attempts=2).get_prospecting_quota("corrupt-gzip"),
+        expect=UnexpectedResponseError,
+        match=r"compressed body is corrupt .*\(gave up after 2 attempts\)",
+    )
+    assert error.retryable and not error.permanent  # a cut or garbled transfer may pass on retry
+    assert figures.task(lambda: SonarlyHook().get_prospecting_quota("raw-deflate")).remaining == 22
+
+
+def test_spend_with_millions_of_digits_is_judged_in_linear_time(indeed_conn, sandbox, recorded_sleeps, figures):
+    """1.000...0 with two million zeros: trailing zeros are counted at once, not stripped one by one."""
+    spend = Decimal("1." + "0" * 2_000_000)
+    sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": spend})
+    result = figures.task(lambda: IndeedQuotaUsageOperator(task_id="x", month="122024").execute({}))
+    assert Decimal(result["spend_amount"]) == 1
+
+
 # --------------------------------------------------------------------------- 4. a slow host
 
 
@@ -208,6 +228,19 @@ def test_a_dripping_host_ends_at_the_deadline_and_never_stalls_another_connectio
         return finished
 
     assert asyncio.run(race()) == ["healthy"]  # served while 15 requests of another host were still dripping
+
+
+def test_waiting_for_a_request_slot_is_not_part_of_the_deadline(sonarly_conn, sandbox, figures):
+    """20 calls on one connection of 10 slots, each answered in 1 s: the second ten wait 1 s for a slot, then pass."""
+    sandbox.add_fault("stall", endpoint="sonarly_quota", count=None, seconds=1.0)
+
+    async def twenty() -> list[Any]:
+        hook = SonarlyHook(deadline=1.8, max_attempts=1)
+        return await asyncio.gather(*(hook.aget_prospecting_quota() for _ in range(20)), return_exceptions=True)
+
+    answers = figures.task(lambda: asyncio.run(twenty()))
+    assert [type(answer).__name__ for answer in answers] == ["ProspectingQuota"] * 20
+    assert sandbox.requests_to("sonarly_quota") == 20
 
 
 # --------------------------------------------------------------------------- 5. nothing from the environment

@@ -142,3 +142,17 @@ def test_api_error_survives_pickling():
 
 def test_repr_shows_the_connection_id_only():
     assert repr(SonarlyHook("my_conn")) == "SonarlyHook(sonarly_conn_id='my_conn')"
+
+
+def test_per_loop_registries_let_go_of_closed_loops(sonarly_conn, sandbox):
+    """Every asyncio.run is a new loop; what the hooks keep per loop must not keep the closed ones alive."""
+    import asyncio
+
+    from airflow_provider_quota.hooks import base
+
+    for _ in range(4):
+        asyncio.run(SonarlyHook().aget_prospecting_quota())
+    # Only the last closed loop may remain, until the next borrow drops it; loops other tests keep
+    # running (the sync hooks' I/O thread) stay, as they should.
+    for registry in (base._ConnectionClient._registry, base._LOOKUP_SLOTS):
+        assert sum(loop.is_closed() for loop in registry) <= 1

@@ -119,6 +119,12 @@ def test_checks_at_once_when_there_is_nothing_to_wait_for(sonarly_conn, sandbox,
     assert event["xcom"]["granted"] == int(kwargs.get("min_remaining", 1))
 
 
+def test_an_unsafe_host_ends_the_wait_with_an_error_event(monkeypatch, sandbox):
+    sonarly_at(monkeypatch, "http://sonarly.example")  # plain http to a remote host: refused before any request
+    event = asyncio.run(first_event(make_trigger()))
+    assert event["status"] == "error" and event["fail_fast"] and "allow_insecure_http" in event["message"]
+
+
 def test_min_remaining_above_the_limit_fails_at_the_first_check(sonarly_conn, sandbox, traveller):
     event = asyncio.run(first_event(make_trigger(reset_at=None, waiting_since=None, min_remaining=26)))
     assert event["status"] == "error" and event["fail_fast"] is True
@@ -169,22 +175,26 @@ def test_many_gates_on_one_quota_share_one_check_at_the_reset(sonarly_conn, sand
 
 
 def test_gates_on_different_quotas_never_share_a_check(monkeypatch, sandbox_server, sandbox):
-    """Two account groups, two list types, two connections on one host: four quotas, four requests."""
+    """Two account groups, two list types, two connections on one host, two hook settings: five requests."""
     sonarly_at(monkeypatch, sandbox_server.url)
     monkeypatch.setenv(
         "AIRFLOW_CONN_SONARLY_OTHER",
         json.dumps({"conn_type": "sonarly", "host": sandbox_server.url, "password": SONARLY_KEY}),
     )
     keys = [
-        ("sonarly_default", "ag_sandbox", "LINKEDIN_CLASSIC"),
-        ("sonarly_default", "ag_growth", "LINKEDIN_CLASSIC"),
-        ("sonarly_default", "ag_sandbox", "SALES_NAVIGATOR"),
-        ("sonarly_other", "ag_sandbox", "LINKEDIN_CLASSIC"),
+        ("sonarly_default", "ag_sandbox", "LINKEDIN_CLASSIC", {}),
+        ("sonarly_default", "ag_growth", "LINKEDIN_CLASSIC", {}),
+        ("sonarly_default", "ag_sandbox", "SALES_NAVIGATOR", {}),
+        ("sonarly_other", "ag_sandbox", "LINKEDIN_CLASSIC", {}),
+        # other hook settings: one gate's tiny answer cap must not fail the others
+        ("sonarly_default", "ag_sandbox", "LINKEDIN_CLASSIC", {"max_response_bytes": 2048}),
     ]
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
     triggers = [
-        make_trigger(sonarly_conn_id=conn, account_group_id=group, list_type=list_type, reset_at=past)
-        for conn, group, list_type in keys
+        make_trigger(
+            sonarly_conn_id=conn, account_group_id=group, list_type=list_type, reset_at=past, hook_params=params
+        )
+        for conn, group, list_type, params in keys
         for _ in range(5)
     ]
     events = gates_in_real_time(triggers)
@@ -229,6 +239,46 @@ def test_gates_are_granted_in_the_order_they_started_waiting_never_more_than_rem
     # At the reset one check served all three; the third rechecked once per poke_interval (1 s) within the
     # 3-second window, and once after the next reset.
     assert 2 <= sandbox.requests_to("sonarly_quota") <= 6
+
+
+def test_units_spent_by_released_runs_are_not_counted_twice(sonarly_conn, sandbox, traveller):
+    """
+    Two gates take 20 of 30; their runs spend them. A gate that comes later in the window gets the
+    last 10: what remains (10) and what was never granted (30 - 20) agree. Counting the grants
+    against what remains (10 - 20) would have starved it until the reset.
+    """
+    sandbox.set_quota("ag_sandbox", limit=30, used=0, window_seconds=3600, reset_in_seconds=1800)
+    early = [make_trigger(reset_at=None, waiting_since=None, min_remaining=10) for _ in range(2)]
+    later = make_trigger(reset_at=None, waiting_since=None, min_remaining=10)
+
+    async def main() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        first = await asyncio.gather(*(first_event(trigger) for trigger in early))
+        sandbox.set_quota("ag_sandbox", used=20)  # the released runs spent their grants
+        traveller.shift(60)
+        return first, await first_event(later)
+
+    first, last = asyncio.run(main())
+    assert [event["xcom"]["granted"] for event in first] == [10, 10]
+    assert last["status"] == "success" and (last["xcom"]["granted"], last["xcom"]["remaining"]) == (10, 10)
+    assert sandbox.requests_to("sonarly_quota") == 2
+
+
+def test_a_gate_joining_after_a_fresh_answer_is_granted_from_it(sonarly_conn, sandbox):
+    """One check serves a gate that starts waiting within the jitter after it: no second request, no extra wait."""
+    from airflow_provider_quota.hooks.sonarly import SonarlyHook
+
+    async def main() -> list[int]:
+        hook = SonarlyHook()
+        async with SharedQuota.of(hook, "ag_sandbox", None) as board:
+            first = board.wait(5, START)
+            await board.check(hook, datetime.now(timezone.utc) - timedelta(seconds=5))
+            second = board.wait(5, START + timedelta(minutes=1))
+            await board.check(hook, datetime.now(timezone.utc) - timedelta(seconds=5))
+            return [first.released.result()[1], second.released.result()[1]]
+
+    assert asyncio.run(main()) == [5, 5]
+    assert sandbox.requests_to("sonarly_quota") == 1
+    assert boards() == {}
 
 
 def test_gates_cancelled_while_a_shared_check_is_in_flight(sonarly_conn, sandbox):
