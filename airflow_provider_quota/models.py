@@ -33,7 +33,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from airflow_provider_quota.exceptions import UnexpectedResponseError
-from airflow_provider_quota.utils.limits import MONEY_INTEGER_DIGITS, MONEY_PLACES, decimal_overflow
+from airflow_provider_quota.utils.limits import (
+    MONEY_INTEGER_DIGITS,
+    MONEY_PLACES,
+    decimal_overflow,
+    without_zeros_past,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ def _bounded_money(value: Decimal) -> Decimal:
     problem = decimal_overflow(value, integer_digits=MONEY_INTEGER_DIGITS, places=MONEY_PLACES)
     if problem:
         raise ValueError(f"is not a plausible amount: it {problem}")
-    return value
+    return without_zeros_past(value, MONEY_PLACES)
 
 
 def _clip(value: Any) -> str | None:

@@ -41,6 +41,20 @@ def decimal_overflow(value: Decimal, *, integer_digits: int, places: int) -> str
     return None
 
 
+def without_zeros_past(value: Decimal, places: int) -> Decimal:
+    """
+    ``value`` without the zeros it carries past ``places`` decimal places (only zeros may lie there).
+
+    Exact, and bounded in writing: ``0E-99999999`` (12 bytes) would be 100 MB of plain text.
+    """
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= -places:
+        return value
+    kept = digits[: len(digits) - (-places - exponent)]
+    assert not any(digits[len(kept) :]), "only zeros may be dropped"
+    return Decimal((sign, kept or (0,), -places))
+
+
 def hook_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """
     A task's ``hook_params``, validated by :class:`~airflow_provider_quota.hooks.base.HttpSettings`.
@@ -66,7 +80,8 @@ def parse_decimal(value: object, *, name: str, low: Decimal, high: Decimal, mone
     :param value: a Decimal, an int or a numeric string (rendered templates are strings); a float
         only when not ``money``, read as the shortest text that gives it back (``0.9`` is ``0.9``).
     :param name: the argument's name, for the error.
-    :param money: a budget: ``low`` itself is allowed, at most 35 digits before the point and 30 after.
+    :param money: a budget: ``low`` itself is allowed. Any number has at most 35 digits before the
+        point and 30 after (``1E-99999999`` would be 100 MB of text in a log line).
     :raise InvalidParameterError: naming ``name``, for anything else (NaN, infinity, bool, out of range).
     """
     number: Decimal | None = None
@@ -81,11 +96,11 @@ def parse_decimal(value: object, *, name: str, low: Decimal, high: Decimal, mone
         kind = "an exact decimal (a string, an int or a Decimal, never a float)" if money else "a number"
         raise InvalidParameterError(f"{name} must be {kind}, not {value!r:.80}")
     in_range = low <= number <= high if money else low < number <= high
-    too_wide = money and decimal_overflow(number, integer_digits=MONEY_INTEGER_DIGITS, places=MONEY_PLACES)
+    too_wide = decimal_overflow(number, integer_digits=MONEY_INTEGER_DIGITS, places=MONEY_PLACES)
     if not in_range or too_wide:
         bounds = f"from {low} to {high}" if money else f"above {low} and at most {high}"
         raise InvalidParameterError(f"{name} must be {bounds}, not {value!r:.80}")
-    return number
+    return without_zeros_past(number, MONEY_PLACES)
 
 
 def parse_count(value: object, *, name: str) -> int:

@@ -185,12 +185,15 @@ def test_a_corrupt_compressed_body_is_a_clear_transient_error_and_raw_deflate_is
     assert figures.task(lambda: SonarlyHook().get_prospecting_quota("raw-deflate")).remaining == 22
 
 
-def test_spend_with_millions_of_digits_is_judged_in_linear_time(indeed_conn, sandbox, recorded_sleeps, figures):
-    """1.000...0 with two million zeros: trailing zeros are counted at once, not stripped one by one."""
-    spend = Decimal("1." + "0" * 2_000_000)
-    sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": spend})
+@pytest.mark.parametrize(("spend", "expected"), [("1." + "0" * 2_000_000, 1), ("0E-99999999", 0)])
+def test_insignificant_zeros_are_judged_in_linear_time_and_never_written_out(
+    indeed_conn, sandbox, recorded_sleeps, figures, spend, expected
+):
+    """Two million trailing zeros are counted at once, and neither they nor a tiny zero's 100 million reach XCom."""
+    sandbox.add_fault("patch", endpoint="indeed_quota_usage", patch={"sponsoredJobsSpendAmount": Decimal(spend)})
     result = figures.task(lambda: IndeedQuotaUsageOperator(task_id="x", month="122024").execute({}))
-    assert Decimal(result["spend_amount"]) == 1
+    assert Decimal(result["spend_amount"]) == expected
+    assert len(result["spend_amount"]) <= 2 + 30  # at most the 30 places every warehouse column holds
 
 
 # --------------------------------------------------------------------------- 4. a slow host

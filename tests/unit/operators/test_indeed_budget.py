@@ -242,6 +242,7 @@ def test_a_list_of_months_is_refused_before_any_request(indeed_conn, sandbox):
         ({"budget": "5000", "currency": "dollars"}, "currency must be an ISO 4217 code"),
         ({"max_pace": "0"}, "max_pace must be above 0 and at most 100"),
         ({"max_pace": float("inf")}, "max_pace must be a number"),
+        ({"max_pace": "1E-99999999"}, "max_pace must be above 0 and at most 100"),  # 100 MB written out
         ({"max_api_quota_used": "1.5"}, "max_api_quota_used must be above 0 and at most 1"),
         ({"budget": None, "currency": None}, "nothing to check"),
         ({"budget": None, "currency": None, "max_pace": "1.2", "max_api_quota_used": "0.9"}, "max_pace needs a budget"),
@@ -251,6 +252,12 @@ def test_bad_limits_fail_when_the_dag_is_parsed(kwargs, problem):
     params = {"budget": "5000", "currency": "USD", **kwargs}
     with pytest.raises(InvalidParameterError, match=problem):
         IndeedBudgetCheckOperator(task_id="check_budget", **params)
+
+
+def test_a_budget_keeps_no_zeros_past_what_a_column_holds():
+    operator = IndeedBudgetCheckOperator(task_id="check_budget", budget="0E-99999999", currency="USD")
+    budget = operator._limits().budget
+    assert budget == 0 and budget is not None and len(format(budget, "f")) <= 2 + 30
 
 
 def test_templated_limits_are_validated_once_rendered_before_any_request(indeed_conn, sandbox):
