@@ -128,21 +128,23 @@ def _months_back(today: date, count: int) -> list[date]:
     return months[::-1]
 
 
-def spend_section(today: date) -> dict[str, Any]:
+def spend_section(today: date, user: Any) -> dict[str, Any]:
     """The Indeed section: the configured warehouse table's rows, one spend chart per currency, the usage chart."""
     from airflow_provider_quota.models import plain_decimal
-    from airflow_provider_quota.plugins.quotas_data import error_text, read_spend
+    from airflow_provider_quota.plugins.quotas_data import connection_secrets, error_text, read_spend
 
     conn_id = conf.get("quota", "spend_conn_id", fallback="")
     table = conf.get("quota", "spend_table", fallback="indeed_api_quota_usage")
     section: dict[str, Any] = {"conn_id": conn_id, "table": table, "rows": [], "charts": [], "error": None}
     if not conn_id:
         return section
+    if not may_read_connection(user, conn_id):
+        return {**section, "error": f"You may not read the connection {conn_id!r} that holds the spend table."}
     months = _months_back(today, SPEND_MONTHS)
     try:
         rows = read_spend(conn_id, table, since=months[0])
-    except Exception as exc:
-        return {**section, "error": error_text(exc)}
+    except Exception as exc:  # a driver may quote its connection URI: its password is masked
+        return {**section, "error": error_text(exc, connection_secrets(conn_id))}
     section["rows"] = [
         {
             **dataclasses.asdict(row),
@@ -172,19 +174,26 @@ def spend_section(today: date) -> dict[str, Any]:
     return section
 
 
-def gates_and_connections(user: Any, session: Any) -> tuple[list[Any], dict[str, str | None]]:
-    """The waiting gates and the Sonarly connections (id -> default group) that ``user`` may read."""
+def may_read_connection(user: Any, conn_id: str) -> bool:
+    """Whether Airflow's auth manager lets ``user`` read the connection ``conn_id``."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
 
+    details = ConnectionDetails(conn_id=conn_id)
+    return bool(get_auth_manager().is_authorized_connection(method="GET", details=details, user=user))
+
+
+def gates_and_connections(user: Any, session: Any) -> tuple[list[Any], dict[str, str | None]]:
+    """The waiting gates and the Sonarly connections (id -> default group) that ``user`` may read."""
+    from airflow.api_fastapi.app import get_auth_manager
+
     from airflow_provider_quota.plugins import quotas_data as data
 
-    auth = get_auth_manager()
-    gates = data.waiting_gates(session, auth.get_authorized_dag_ids(user=user, method="GET"))
+    gates = data.waiting_gates(session, get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
     connections = {
         conn_id: group
         for conn_id, group in data.sonarly_connections(session, {g.sonarly_conn_id for g in gates}).items()
-        if auth.is_authorized_connection(method="GET", details=ConnectionDetails(conn_id=conn_id), user=user)
+        if may_read_connection(user, conn_id)
     }
     return data.with_default_groups(gates, connections), connections
 
@@ -231,7 +240,7 @@ def create_app() -> Any:
             now=now,
             quotas=quotas,
             gates=gate_rows(gates),
-            spend=spend_section(now.date()),
+            spend=spend_section(now.date(), user),
             cache_seconds=app.state.quota_cache.ttl_seconds,
         )
         return HTMLResponse(html)
@@ -245,8 +254,8 @@ def create_app() -> Any:
         return jsonable_encoder(gate_rows(gates_and_connections(user, session)[0]))
 
     @app.get("/api/spend", dependencies=allowed)
-    def spend() -> Any:
-        section = spend_section(datetime.now(timezone.utc).date())
+    def spend(user: GetUserDep) -> Any:
+        section = spend_section(datetime.now(timezone.utc).date(), user)
         return jsonable_encoder({key: section[key] for key in ("conn_id", "table", "rows", "error")})
 
     return app

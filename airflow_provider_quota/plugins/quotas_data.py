@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 SENSOR = "SonarlyQuotaSensor"
 WAITING_STATES = ("deferred", "up_for_reschedule")
 #: A page fails fast: one attempt, short timeouts (the cache keeps an error for its period too).
-UI_HOOK_PARAMS = {"max_attempts": 1, "connect_timeout": 5.0, "read_timeout": 10.0}
+UI_HOOK_PARAMS = {"max_attempts": 1, "connect_timeout": 5.0, "read_timeout": 10.0, "deadline": 10.0}
 MAX_ERROR_CHARS = 500
 
 #: (Sonarly connection id, account group or None for the connection's default, list type or None).
@@ -76,9 +76,23 @@ class SpendRow:
     currency_code: str
 
 
-def error_text(exc: BaseException) -> str:
-    """What a card shows for an error: its type and message, clipped."""
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+def error_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """What a card shows for an error: its type and message, ``secrets`` masked, clipped."""
+    text = f"{type(exc).__name__}: {exc}"
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text[:MAX_ERROR_CHARS]
+
+
+def connection_secrets(conn_id: str) -> list[str]:
+    """The password of a connection, as is and URL-encoded (as a driver quotes it in a URI); none if unreadable."""
+    from urllib.parse import quote
+
+    try:
+        password = BaseHook.get_connection(conn_id).password or ""
+    except Exception:
+        return []
+    return [password, quote(password, safe="")] if password else []
 
 
 def _as_datetime(value: Any) -> datetime | None:

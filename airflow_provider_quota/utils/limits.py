@@ -69,8 +69,13 @@ def hook_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def is_templated(value: object) -> bool:
-    """Whether ``value`` is a Jinja template, validated only once rendered."""
-    return isinstance(value, str) and "{{" in value
+    """
+    Whether ``value`` is known only when the task runs, and validated then: a Jinja template, or
+    anything else that is not a plain value (an upstream task's output, an ``XComArg``).
+    """
+    if isinstance(value, str):
+        return "{{" in value
+    return not isinstance(value, (int, float, Decimal, type(None)))
 
 
 def parse_decimal(value: object, *, name: str, low: Decimal, high: Decimal, money: bool = False) -> Decimal:

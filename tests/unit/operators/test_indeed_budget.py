@@ -254,6 +254,19 @@ def test_bad_limits_fail_when_the_dag_is_parsed(kwargs, problem):
         IndeedBudgetCheckOperator(task_id="check_budget", **params)
 
 
+def test_a_budget_from_an_upstream_task_is_validated_when_the_task_runs():
+    from airflow.sdk import DAG, task
+
+    with DAG(dag_id="budget_from_upstream", schedule=None):
+
+        @task
+        def budget_of_the_month() -> str:
+            return "5000"
+
+        operator = IndeedBudgetCheckOperator(task_id="check_budget", budget=budget_of_the_month(), currency="USD")
+    assert operator.budget is not None  # no InvalidParameterError when the DAG is parsed
+
+
 def test_a_budget_keeps_no_zeros_past_what_a_column_holds():
     operator = IndeedBudgetCheckOperator(task_id="check_budget", budget="0E-99999999", currency="USD")
     budget = operator._limits().budget

@@ -214,6 +214,16 @@ def test_a_failing_api_shows_on_its_card_and_is_not_asked_again_within_the_perio
     assert "<h2>Gates waiting</h2>" in text and "Indeed Sponsored Jobs" in text  # the rest of the page is there
 
 
+def test_a_dripping_api_fails_its_card_at_the_page_deadline(page, monkeypatch):
+    """Headers, then a byte every half second: the card fails at the page's 10 s deadline, not the hook's 60 s."""
+    from tests.reliability.servers import HostileServer
+
+    with HostileServer() as server:
+        sonarly_at(monkeypatch, server.url, account_group_id="drip")
+        [reading] = page.get("/quotas/api/quotas").json()
+    assert "no complete answer within deadline=10 s" in reading["error"]
+
+
 def test_a_connection_without_default_group_gets_a_card_that_says_so(page, monkeypatch, sandbox, sandbox_server):
     set_connection(monkeypatch, "sonarly_default", conn_type="sonarly", host=sandbox_server.url, password=SONARLY_KEY)
     [reading] = page.get("/quotas/api/quotas").json()
@@ -340,6 +350,34 @@ def test_a_missing_spend_table_shows_its_error(page, sqlite_conn, monkeypatch):
     text = page.html()
     assert re.search(r'<p class="error">no_such_table on warehouse_sqlite: OperationalError: no such table', text)
     assert page.get("/quotas/api/spend").json()["error"].startswith("OperationalError: no such table")
+
+
+def test_spend_of_a_connection_the_user_may_not_read_is_not_shown(page, spend_table, sqlite_conn, monkeypatch):
+    """Under an auth manager with per-connection rights, reading some connections is not reading the warehouse's."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    manager = type(get_auth_manager())
+    allowed = manager.is_authorized_connection
+
+    def all_but_the_warehouse(self, *, method, user, details=None):
+        return (details is None or details.conn_id != sqlite_conn) and allowed(
+            self, method=method, user=user, details=details
+        )
+
+    monkeypatch.setattr(manager, "is_authorized_connection", all_but_the_warehouse)
+    spend = page.get("/quotas/api/spend").json()
+    assert spend["rows"] == [] and "You may not read the connection" in spend["error"]
+    assert "emp-acme" not in page.html()
+
+
+def test_a_warehouse_error_that_quotes_the_password_is_masked(monkeypatch):
+    from airflow_provider_quota.plugins.quotas_data import connection_secrets, error_text
+
+    password = "pa ss/w0rd"
+    set_connection(monkeypatch, "warehouse_pw", conn_type="postgres", host="127.0.0.1", password=password)
+    error = RuntimeError("could not connect to postgresql://user:pa%20ss%2Fw0rd@127.0.0.1/db or with 'pa ss/w0rd'")
+    text = error_text(error, connection_secrets("warehouse_pw"))
+    assert "w0rd" not in text and text.count("***") == 2
 
 
 def test_an_empty_spend_table_says_so(page, sqlite_conn, monkeypatch, sandbox, sandbox_server):
