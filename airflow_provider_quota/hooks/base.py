@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import os
 import threading
 import time
@@ -271,6 +272,9 @@ def _bounded_int(text: str) -> int | Decimal:
     return int(text) if len(text) <= 40 else Decimal(text)
 
 
+_COMMON_MEDIA_TYPES = frozenset({"text/html", "text/plain", "text/xml", "application/xml", "application/json"})
+
+
 def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, Any] | None, str | None]:
     """
     Decode a JSON object, keeping every non-integer number an exact Decimal.
@@ -281,7 +285,9 @@ def decode_json_body(body: bytes, content_type: str | None) -> tuple[dict[str, A
         return None, "an empty body"
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type == "text/html" or body.lstrip()[:1] == b"<":
-        return None, f"an HTML page (Content-Type {media_type[:60] or 'unset'}), not JSON; a proxy or a wrong host?"
+        # Named only when it is a common type: a header is the server's text and may quote a credential.
+        named = media_type if media_type in _COMMON_MEDIA_TYPES else "unset" if not media_type else "unusual"
+        return None, f"an HTML page (Content-Type {named}), not JSON; a proxy or a wrong host?"
     try:
         payload = json.loads(body, parse_float=Decimal, parse_int=_bounded_int, parse_constant=_reject_json_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -387,6 +393,48 @@ def loop_local(registry: dict[asyncio.AbstractEventLoop, V], make: Callable[[], 
     if loop not in registry:
         registry[loop] = make()
     return registry[loop]
+
+
+class _LibraryLogRedactor(logging.Filter):
+    """
+    Takes the hooks' credentials out of httpx's and httpcore's own log records.
+
+    Their DEBUG traces quote response headers, a server's text, which may quote the key it got.
+    Airflow masks connection passwords in the logs it formats; this also covers any other handler.
+    A logger's filters do not apply to its children's records, so each logger is named.
+    """
+
+    LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
+    MAX_SECRETS = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: dict[str, None] = {}  # the latest first out, bounded (access tokens rotate)
+        self._lock = threading.Lock()
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def remember(self, secrets: list[str]) -> None:
+        with self._lock:
+            for secret in filter(None, secrets):
+                self._secrets.pop(secret, None)
+                self._secrets[secret] = None
+            while len(self._secrets) > self.MAX_SECRETS:
+                del self._secrets[next(iter(self._secrets))]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        if secrets:
+            message = original = record.getMessage()
+            for secret in secrets:
+                message = message.replace(secret, "***")
+            if message != original:
+                record.msg, record.args = message, None
+        return True
+
+
+_LIBRARY_LOGS = _LibraryLogRedactor()
 
 
 class _ConnectionClient:
@@ -629,6 +677,7 @@ class QuotaApiHook(BaseHook):
         from tenacity import AsyncRetrying
 
         query = None if params is None else {key: value for key, value in params.items() if value is not None}
+        _LIBRARY_LOGS.remember([*self._secrets(), token or ""])
         retrying = AsyncRetrying(sleep=self._asleep, **self._retry_policy(method, path))
         try:
             async with _ConnectionClient.borrow((self.conn_id, self.base_url)) as shared:
@@ -778,15 +827,20 @@ class QuotaApiHook(BaseHook):
         self, status: int, headers: Mapping[str, str], body: bytes, *, method: str, path: str
     ) -> JsonResponse:
         payload, problem = decode_json_body(body, headers.get("Content-Type"))
+        problem = problem and self.redact(problem)
         if status >= 400 or (payload is not None and self._is_error_payload(payload)):
             raise self._api_error(status, headers, payload, problem, method=method, path=path)
+        redirect = 300 <= status < 400
+        if redirect:  # never followed (a credential must not go to another host): the same request gets it again
+            where = self.redact(urlsplit(headers.get("Location", "")).netloc[:100]) or "an unnamed place"
+            problem = f"a redirect to {where}, which is not followed: point the connection's host at the API"
         if payload is None or not 200 <= status < 300:
             raise UnexpectedResponseError(
                 f"{method} {path} answered HTTP {status} with {problem or 'a status other than 2xx'}",
                 api=self.api_name,
                 status=status,
                 code="UNEXPECTED_RESPONSE",
-                permanent=problem == JSON_TOO_DEEP,
+                permanent=redirect or problem == JSON_TOO_DEEP,
             )
         return JsonResponse(status=status, payload=payload)
 

@@ -29,7 +29,13 @@ from airflow_provider_quota.triggers.base import (
     wall_clock,
 )
 from airflow_provider_quota.utils.limits import parse_count
-from airflow_provider_quota.utils.timing import MAX_WAIT_SECONDS, MIN_INTERVAL_SECONDS, after_reset, later
+from airflow_provider_quota.utils.timing import (
+    MAX_WAIT_SECONDS,
+    MIN_INTERVAL_SECONDS,
+    MIN_WINDOW_SECONDS,
+    after_reset,
+    later,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_quota.hooks.base import HttpSettings
@@ -69,6 +75,10 @@ class SharedQuota:
     """
 
     _boards: ClassVar[dict[asyncio.AbstractEventLoop, dict[QuotaKey, SharedQuota]]] = {}
+    #: Each quota's window, kept after its last gate leaves and until its reset: a gate that comes
+    #: later in the same window must not be granted again what the runs released before may not
+    #: have spent yet.
+    _windows: ClassVar[dict[asyncio.AbstractEventLoop, dict[QuotaKey, tuple[datetime | None, int, int]]]] = {}
 
     def __init__(self, key: QuotaKey) -> None:
         self.key = key
@@ -89,8 +99,14 @@ class SharedQuota:
         key = (hook.conn_id, hook.base_url, account_group_id, list_type, hook.settings)
         from airflow_provider_quota.hooks.base import loop_local
 
-        boards = loop_local(cls._boards, dict)
-        board = boards.setdefault(key, cls(key))
+        boards, windows = loop_local(cls._boards, dict), loop_local(cls._windows, dict)
+        if key not in boards:
+            now = wall_clock()
+            for ended in [k for k, (reset_at, _, _) in windows.items() if reset_at is not None and reset_at <= now]:
+                del windows[ended]
+            boards[key] = cls(key)
+            boards[key].window = windows.get(key)
+        board = boards[key]
         board.users += 1
         try:
             yield board
@@ -98,6 +114,8 @@ class SharedQuota:
             board.users -= 1
             if board.users == 0 and boards.get(key) is board:
                 del boards[key]
+                if board.window is not None:
+                    windows[key] = board.window
                 if board._inflight is not None:
                     board._inflight.cancel()
 
@@ -284,6 +302,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
         at_once = reset_at <= now if reset_at is not None else self.waiting_since is None
         wake_at = now if at_once else self._next(reset_at, 0)
         not_before = self._fresh_after(wake_at, reset_at)
+        woke_for_reset = reset_at is not None
         failures = 0
         async with SharedQuota.of(hook, group, self.list_type or None) as board:
             waiter = board.wait(need, self.waiting_since or now)
@@ -303,9 +322,10 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                     now = wall_clock()
                     if not isinstance(answer, Exception):
                         failures = 0
-                        wake_at, not_before = self._plan(answer, board, waiter, now)
+                        wake_at, not_before, woke_for_reset = self._plan(answer, board, waiter, now, woke_for_reset)
                         continue
                     failures += 1
+                    woke_for_reset = False
                     if is_permanent(answer) or failures >= MAX_CONSECUTIVE_FAILURES:
                         yield TriggerEvent(_error_event(answer, checks, failures))
                         return
@@ -317,10 +337,15 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                 board.leave(waiter)
 
     def _plan(
-        self, quota: ProspectingQuota, board: SharedQuota, waiter: Waiter, now: datetime
-    ) -> tuple[datetime, datetime]:
-        """When to check again a quota that did not release this gate, and how fresh that answer must be."""
-        reset = after_reset(quota.reset_at, now=now, jitter=self.jitter)
+        self, quota: ProspectingQuota, board: SharedQuota, waiter: Waiter, now: datetime, woke_for_reset: bool
+    ) -> tuple[datetime, datetime, bool]:
+        """
+        When to check again a quota that did not release this gate, how fresh that answer must be, and
+        whether that check is for a reset (the next reset after it is then awaited at least
+        :data:`MIN_WINDOW_SECONDS`: a ``resetAt`` that keeps moving must not cost a request a second).
+        """
+        min_wait = MIN_WINDOW_SECONDS if woke_for_reset else 0.0
+        reset = after_reset(quota.reset_at, now=now, jitter=self.jitter, min_wait=min_wait)
         if not quota.is_usable(waiter.need):  # spent, or too little left in this window: only a reset helps
             self.log.info(
                 "Quota of %s not usable (exhausted=%s, %d of %d remaining, need %d); resets at %s",
@@ -332,7 +357,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
                 quota.reset_at,
             )
             wake_at = reset or self._next(None, 0)
-            return wake_at, self._fresh_after(wake_at, quota.reset_at)
+            return wake_at, self._fresh_after(wake_at, quota.reset_at), reset is not None
         count, units = board.ahead_of(waiter)
         self.log.info(
             "%d gate(s) ahead of this one need %d of the %d remaining (%d already granted in this window); "
@@ -344,7 +369,7 @@ class SonarlyQuotaResetTrigger(BaseTrigger):
             self.poke_interval,
         )
         wake_at = min(later(now, max(self.poke_interval, MIN_INTERVAL_SECONDS)), reset or later(now, MAX_WAIT_SECONDS))
-        return wake_at, self._fresh_after(wake_at, quota.reset_at)
+        return wake_at, self._fresh_after(wake_at, quota.reset_at), wake_at == reset
 
     def _fresh_after(self, wake_at: datetime, reset_at: datetime | None) -> datetime:
         """
@@ -415,10 +440,15 @@ class SonarlyQuotaWindowTrigger(BaseEventTrigger):
         jitter: float = 5.0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        if not isinstance(sonarly_conn_id, str) or not sonarly_conn_id:
+            raise InvalidParameterError(f"sonarly_conn_id must be a connection id, not {sonarly_conn_id!r:.80}")
+        for name, seconds, low in (("poke_interval", poke_interval, MIN_INTERVAL_SECONDS), ("jitter", jitter, 0)):
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not low <= seconds <= 3600:
+                raise InvalidParameterError(f"{name} must be a number of seconds from {low:g} to 3600, not {seconds!r}")
         self.sonarly_conn_id = sonarly_conn_id
         self.account_group_id = account_group_id
         self.list_type = list_type
-        self.min_remaining = min_remaining
+        self.min_remaining = parse_count(min_remaining, name="min_remaining")
         self.poke_interval = poke_interval
         self.jitter = jitter
 
@@ -436,18 +466,19 @@ class SonarlyQuotaWindowTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_quota.hooks.sonarly import SonarlyHook
-
-        hook = SonarlyHook(self.sonarly_conn_id)
         last_fired = await self._watermark()
         wake_at = wall_clock()
         failures = 0
+        woke_for_reset = False
         while True:
             await sleep_until(wake_at)
-            answer = await self._check(hook)
+            answer = await self._check()
             now = wall_clock()
+            if not isinstance(answer, Exception) and self.min_remaining > answer.limit:
+                answer = _above_limit(self.min_remaining, answer)  # no window will ever do: say so, slowly
             if isinstance(answer, Exception):
                 failures += 1
+                woke_for_reset = False
                 permanent = is_permanent(answer)
                 delay = (
                     max(self.poke_interval, PERMANENT_ERROR_RETRY_SECONDS)
@@ -465,12 +496,19 @@ class SonarlyQuotaWindowTrigger(BaseEventTrigger):
                 await self._watermark(window)
                 self.log.info("Quota window %s is usable: %d of %d remaining", window, answer.remaining, answer.limit)
                 yield TriggerEvent(payload)
-            wake_at = after_reset(answer.reset_at, now=now, jitter=self.jitter) or later(
-                now, max(self.poke_interval, MIN_INTERVAL_SECONDS)
+            # A resetAt that keeps moving just ahead must not make every check a new window (an event,
+            # a DAG run): the second reset in a row is awaited at least MIN_WINDOW_SECONDS.
+            reset_wake = after_reset(
+                answer.reset_at, now=now, jitter=self.jitter, min_wait=MIN_WINDOW_SECONDS if woke_for_reset else 0.0
             )
+            woke_for_reset = reset_wake is not None
+            wake_at = reset_wake or later(now, max(self.poke_interval, MIN_INTERVAL_SECONDS))
 
-    async def _check(self, hook: SonarlyHook) -> ProspectingQuota | Exception:
+    async def _check(self) -> ProspectingQuota | Exception:
+        from airflow_provider_quota.hooks.sonarly import SonarlyHook
+
         try:
+            hook = SonarlyHook(self.sonarly_conn_id)
             await hook.aget_checked_connection()
             group = hook.resolve_account_group_id(self.account_group_id or None)
             async with SharedQuota.of(hook, group, self.list_type or None) as board:

@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 RESET_GRACE_SECONDS = 0.5
 #: The shortest wait between two checks, whatever the settings say.
 MIN_INTERVAL_SECONDS = 1.0
+#: The shortest wait for a reset that follows a check made at a reset: a ``resetAt`` that keeps
+#: moving just ahead of the clock must not cost a request (or fire a window) every second.
+MIN_WINDOW_SECONDS = 10.0
 #: The longest wait ever planned: a reset further away (a "never" sentinel such as 9999-12-31,
 #: a Retry-After of centuries) is read as this far, so that no date arithmetic can overflow.
 MAX_WAIT_SECONDS = 366 * 24 * 3600.0
@@ -25,7 +28,12 @@ def later(now: datetime, seconds: float) -> datetime:
 
 
 def after_reset(
-    reset_at: datetime | None, *, now: datetime, jitter: float, rng: random.Random | None = None
+    reset_at: datetime | None,
+    *,
+    now: datetime,
+    jitter: float,
+    min_wait: float = 0.0,
+    rng: random.Random | None = None,
 ) -> datetime | None:
     """
     When to check a quota that resets at ``reset_at``: just after it, or None when that is unknown or past.
@@ -37,9 +45,12 @@ def after_reset(
     :param reset_at: when the quota resets, timezone-aware, or None if unknown.
     :param now: the current time, timezone-aware.
     :param jitter: the largest random delay added after ``reset_at``, in seconds.
+    :param min_wait: the shortest wait from ``now``, in seconds (:data:`MIN_WINDOW_SECONDS` after a
+        check made at a reset).
     :param rng: source of randomness, for tests.
     """
     if reset_at is None or reset_at <= now:
         return None
     uniform = rng.uniform if rng is not None else random.uniform
-    return later(now, (reset_at - now).total_seconds() + RESET_GRACE_SECONDS + uniform(0, max(jitter, 0.0)))
+    wait = (reset_at - now).total_seconds() + RESET_GRACE_SECONDS + uniform(0, max(jitter, 0.0))
+    return later(now, max(wait, min_wait))

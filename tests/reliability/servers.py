@@ -148,6 +148,9 @@ class HostileServer:
     - ``deep``: JSON nested 100,000 arrays deep;
     - ``corrupt-gzip``: a body announced as gzip that is not; ``raw-deflate``: a usable quota sent as
       raw deflate (no zlib header), as some servers send "deflate";
+    - ``echo-html``: an HTML page whose ``Content-Type`` quotes the Authorization it received;
+    - ``moved``: a 308 redirect to another host;
+    - ``moving-reset``: a spent quota whose ``resetAt`` is always a tenth of a second away;
     - any other group: a usable quota, with a ``Set-Cookie``.
 
     ``requests`` records each request: (method, path, headers).
@@ -212,6 +215,32 @@ class HostileServer:
                 quota = {"success": True, "data": QUOTA_DATA, "error": None, "traceId": "raw"}
                 body = deflate.compress(json.dumps(quota).encode()) + deflate.flush()
                 self.start(("Content-Encoding", "deflate"), ("Content-Length", str(len(body))))
+                self.wfile.write(body)
+
+            def answer_echo_html(self) -> None:
+                body = b"<p>denied</p>"
+                self.send_response(401)
+                self.send_header("Content-Type", f"text/html-{self.headers.get('Authorization', '')}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def answer_moved(self) -> None:
+                body = b'{"moved": true}'
+                self.send_response(308)
+                self.send_header("Location", "https://elsewhere.example/v1/accounts")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def answer_moving_reset(self) -> None:
+                from datetime import datetime, timedelta, timezone
+
+                reset_at = (datetime.now(timezone.utc) + timedelta(seconds=0.1)).isoformat()
+                data = {**QUOTA_DATA, "used": 25, "remaining": 0, "exhausted": True, "resetAt": reset_at}
+                body = json.dumps({"success": True, "data": data, "error": None, "traceId": "moving"}).encode()
+                self.start(("Content-Length", str(len(body))))
                 self.wfile.write(body)
 
             def answer_deep(self) -> None:

@@ -301,6 +301,23 @@ def test_an_api_that_quotes_the_credentials_it_received_never_gets_them_echoed(
     assert not ok
 
 
+def test_a_header_that_quotes_the_key_never_gets_it_echoed(hostile, figures):
+    error = figures.task(
+        lambda: gate(account_group_id="echo-html").execute({}), expect=AirflowFailException, match="an HTML page"
+    )
+    assert SONARLY_KEY not in str(error) and SONARLY_KEY.lower() not in str(error)
+
+
+def test_a_redirect_fails_at_once_naming_where_it_points(hostile, figures):
+    """Redirects are never followed (the key must not go to another host): retrying gets the same answer."""
+    figures.task(
+        lambda: gate(account_group_id="moved").execute({}),
+        expect=AirflowFailException,  # permanent: no task retry
+        match=r"HTTP 308 with a redirect to elsewhere\.example, which is not followed",
+    )
+    assert len(hostile.requests) == 1  # no hook retry either
+
+
 # --------------------------------------------------------------------------- 9. nothing shared between connections
 
 
@@ -357,6 +374,14 @@ def test_far_times_end_the_wait_cleanly(sonarly_conn, sandbox, clock, recorded_s
     assert "after the sensor's timeout" in event["message"]
     if kind == "patch":  # the same answer in a worker: a timeout at once, as in poke and reschedule mode
         figures.task(lambda: gate(deferrable=True).execute({}), expect=AirflowSensorTimeout, match="resets at 9999")
+
+
+def test_a_reset_that_keeps_moving_costs_a_check_per_ten_seconds_not_per_second(hostile, clock, figures):
+    """A spent quota whose resetAt is always just ahead: each reset after a reset is awaited at least 10 s."""
+    deadline = START + timedelta(minutes=10)
+    figures.event(first_event(waiting("moving-reset", deadline=deadline)), status="timeout")
+    assert len(hostile.requests) <= 10 * 60 / 10 + 1  # 60 checks in 10 minutes at most (~1,000 without the floor)
+    assert all(seconds > 9.9 for seconds in clock.slept), clock.slept  # 10 s from the check, less its own time
 
 
 # --------------------------------------------------------------------------- 12. odd but well-formed answers

@@ -263,6 +263,25 @@ def test_units_spent_by_released_runs_are_not_counted_twice(sonarly_conn, sandbo
     assert sandbox.requests_to("sonarly_quota") == 2
 
 
+def test_grants_outlive_the_last_gate_of_their_window(sonarly_conn, sandbox, traveller):
+    """
+    A gate is granted all 10 and its trigger ends; its run has not spent them yet. A gate that
+    starts a minute later in the same window must wait for the next one, not be granted them again.
+    """
+    sandbox.set_quota("ag_sandbox", limit=10, used=0, window_seconds=3600, reset_in_seconds=1800)
+    first, second = (make_trigger(reset_at=None, waiting_since=None, min_remaining=10) for _ in range(2))
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        granted = await first_event(first)
+        traveller.shift(60)
+        return granted, await first_event(second)
+
+    granted, later_one = asyncio.run(main())
+    assert granted["xcom"]["granted"] == later_one["xcom"]["granted"] == 10
+    assert later_one["xcom"]["reset_at"] != granted["xcom"]["reset_at"]  # granted from the next window
+    assert boards() == {}  # the boards are gone; only the window's count stays, until its reset
+
+
 def test_a_gate_joining_after_a_fresh_answer_is_granted_from_it(sonarly_conn, sandbox):
     """One check serves a gate that starts waiting within the jitter after it: no second request, no extra wait."""
     from airflow_provider_quota.hooks.sonarly import SonarlyHook
@@ -339,6 +358,23 @@ def window_trigger(**kwargs: Any) -> SonarlyQuotaWindowTrigger:
     return SonarlyQuotaWindowTrigger(**params)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"min_remaining": "five"}, "min_remaining must be a non-negative integer"),
+        ({"sonarly_conn_id": ""}, "sonarly_conn_id must be a connection id"),
+        ({"poke_interval": 0}, "poke_interval must be a number of seconds from 1 to 3600"),
+        ({"jitter": -1.0}, "jitter must be a number of seconds from 0 to 3600"),
+    ],
+)
+def test_window_trigger_arguments_are_refused_when_the_dag_is_parsed(kwargs, problem):
+    """A watcher that raised in run() would be restarted by Airflow every second, one paid check each time."""
+    from airflow_provider_quota.exceptions import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=problem):
+        window_trigger(**kwargs)
+
+
 async def events_of(trigger: SonarlyQuotaWindowTrigger, count: int) -> list[dict[str, Any]]:
     events = []
     async for event in trigger.run():
@@ -410,3 +446,41 @@ def test_the_watcher_never_raises_and_never_spins_on_a_revoked_key(monkeypatch, 
     # Time travel: in half a second of real time the watcher's clock ran for days, one check per 15 minutes.
     assert sum(traveller.slept) >= 899 * (sandbox.requests_to("sonarly_quota") - 1)
     assert all(seconds >= 1.0 for seconds in traveller.slept)
+
+
+def test_a_min_remaining_given_as_text_is_read_as_a_number(sonarly_conn, sandbox, traveller):
+    sandbox.set_quota("ag_sandbox", limit=25, used=0, window_seconds=3600, reset_in_seconds=1800)
+    trigger = window_trigger(min_remaining="5")
+    assert trigger.serialize()[1]["min_remaining"] == 5
+    [event] = asyncio.run(events_of(trigger, 1))
+    assert event["remaining"] == 25
+
+
+def test_a_window_that_can_never_be_enough_is_said_and_checked_slowly(sonarly_conn, sandbox, traveller, capsys):
+    sandbox.set_quota("ag_sandbox", limit=25, used=0, window_seconds=3600, reset_in_seconds=1800)
+
+    async def main() -> None:
+        async for _ in window_trigger(min_remaining=26).run():
+            raise AssertionError("no window of 25 holds 26")
+
+    async def for_a_while() -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(main(), timeout=0.5)
+
+    asyncio.run(for_a_while())
+    logged = capsys.readouterr()
+    assert (
+        "min_remaining=26 can never be met" in logged.out + logged.err
+        and "allows 25 per window" in logged.out + logged.err
+    )
+    assert sum(traveller.slept) >= 899 * (sandbox.requests_to("sonarly_quota") - 1)
+
+
+def test_a_reset_that_keeps_moving_is_not_a_new_window_every_second(sonarly_conn, sandbox, traveller):
+    """Windows of a fifth of a second: every check would see a new resetAt, and fire an event (a DAG run)."""
+    sandbox.set_quota("ag_sandbox", limit=25, used=0, window_seconds=0.2, reset_in_seconds=0.2)
+    events = asyncio.run(events_of(window_trigger(jitter=0.0), 4))
+    assert len({event["reset_at"] for event in events}) == 4
+    assert sum(seconds < 9.9 for seconds in traveller.slept) <= 1, (
+        traveller.slept
+    )  # only the first reset is awaited as announced
