@@ -26,7 +26,7 @@ from airflow.sdk.exceptions import (
 
 from airflow_provider_quota.exceptions import InvalidParameterError, fail_fast_on_permanent_errors
 from airflow_provider_quota.utils.limits import hook_params as hook_params_of
-from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, after_reset, later
+from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, MIN_WINDOW_SECONDS, after_reset, later
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,6 +83,7 @@ class QuotaGateSensor(BaseSensorOperator):
         self.hook_params = hook_params_of(hook_params)
         self._started_at: datetime | None = None
         self._next_check_at: datetime | None = None
+        self._checked_before = False
 
     def check(self, context: Context) -> GateCheck:
         """One paid check of the quota."""
@@ -98,6 +99,7 @@ class QuotaGateSensor(BaseSensorOperator):
             ti = context.get("ti")
             first = ti.get_first_reschedule_date(context) if self.reschedule and ti is not None else None
             self._started_at = first or timezone.utcnow()
+            self._checked_before = first is not None
         return later(self._started_at, self.timeout)
 
     def poke(self, context: Context) -> PokeReturnValue:
@@ -114,8 +116,11 @@ class QuotaGateSensor(BaseSensorOperator):
                 f"Sensor timed out: the quota resets at {last.resets_at.isoformat()}, after the "
                 f"sensor's timeout of {self.timeout} s (at {deadline.isoformat()})"
             )
-        # Unknown (None): after poke_interval, as for any sensor.
-        self._next_check_at = after_reset(last.resets_at, now=now, jitter=self.jitter)
+        # Unknown (None): after poke_interval, as for any sensor. After the first check, a reset is
+        # awaited at least MIN_WINDOW_SECONDS: a resetAt that keeps moving must not cost a check a second.
+        min_wait = MIN_WINDOW_SECONDS if self._checked_before else 0.0
+        self._checked_before = True
+        self._next_check_at = after_reset(last.resets_at, now=now, jitter=self.jitter, min_wait=min_wait)
         if self.deferrable:
             self.defer(
                 trigger=self.make_trigger(last, deadline),

@@ -145,11 +145,13 @@ class SharedQuota:
                 if not isinstance(self.answer, Exception):
                     self._release(self.answer)  # gates that joined since it came may fit
                 return self.answer
-            if self._inflight is None:
+            inflight, asked_here = self._inflight, self._inflight is None
+            if inflight is None:
                 self._inflight_asked_at = wall_clock()
-                self._inflight = asyncio.ensure_future(self._ask(hook, self._inflight_asked_at))
-            answer = await asyncio.shield(self._inflight)
-            if self.asked_at is not None and self.asked_at >= not_before:
+                inflight = self._inflight = asyncio.ensure_future(self._ask(hook, self._inflight_asked_at))
+            answer = await asyncio.shield(inflight)
+            # A request this call sent serves it even if the clock stepped back past not_before.
+            if asked_here or (self.asked_at is not None and self.asked_at >= not_before):
                 return answer
             # The request in flight was asked before this gate needed a new answer: ask again.
 

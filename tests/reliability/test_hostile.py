@@ -382,6 +382,10 @@ def test_a_reset_that_keeps_moving_costs_a_check_per_ten_seconds_not_per_second(
     figures.event(first_event(waiting("moving-reset", deadline=deadline)), status="timeout")
     assert len(hostile.requests) <= 10 * 60 / 10 + 1  # 60 checks in 10 minutes at most (~1,000 without the floor)
     assert all(seconds > 9.9 for seconds in clock.slept), clock.slept  # 10 s from the check, less its own time
+    hostile.requests.clear()
+    poking = SonarlyQuotaSensor(task_id="gate", account_group_id="moving-reset", poke_interval=60, timeout=600)
+    figures.task(lambda: poking.execute({}), expect=AirflowSensorTimeout)
+    assert len(hostile.requests) <= 10 * 60 / 10 + 2  # the same in poke mode (its first reset is awaited as announced)
 
 
 # --------------------------------------------------------------------------- 12. odd but well-formed answers

@@ -300,6 +300,19 @@ def test_a_gate_joining_after_a_fresh_answer_is_granted_from_it(sonarly_conn, sa
     assert boards() == {}
 
 
+def test_a_clock_that_stepped_back_costs_one_request_not_a_loop(sonarly_conn, sandbox):
+    """A check that must be newer than the clock's now (the clock stepped back): its own request serves it."""
+    from airflow_provider_quota.hooks.sonarly import SonarlyHook
+
+    async def main() -> Any:
+        hook = SonarlyHook()
+        async with SharedQuota.of(hook, "ag_sandbox", None) as board:
+            return await asyncio.wait_for(board.check(hook, datetime.now(timezone.utc) + timedelta(hours=1)), 5)
+
+    assert asyncio.run(main()).remaining == 25
+    assert sandbox.requests_to("sonarly_quota") == 1
+
+
 def test_gates_cancelled_while_a_shared_check_is_in_flight(sonarly_conn, sandbox):
     """Cancelled waiters leave the queue; the check they shared still serves the others; nothing leaks."""
     sandbox.add_fault("stall", endpoint="sonarly_quota", count=1, seconds=0.5)
