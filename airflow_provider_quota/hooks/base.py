@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -395,6 +395,13 @@ def loop_local(registry: dict[asyncio.AbstractEventLoop, V], make: Callable[[], 
     return registry[loop]
 
 
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``***``, the longest first (one may hold another)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class _LibraryLogRedactor(logging.Filter):
     """
     Takes the hooks' credentials out of httpx's and httpcore's own log records.
@@ -424,11 +431,10 @@ class _LibraryLogRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
+            secrets = list(self._secrets)
         if secrets:
-            message = original = record.getMessage()
-            for secret in secrets:
-                message = message.replace(secret, "***")
+            original = record.getMessage()
+            message = mask_secrets(original, secrets)
             if message != original:
                 record.msg, record.args = message, None
         return True
@@ -634,9 +640,7 @@ class QuotaApiHook(BaseHook):
 
     def redact(self, text: str) -> str:
         """``text`` without any of this hook's credentials: for text that came from the network."""
-        for secret in sorted((s for s in self._secrets() if s), key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        return mask_secrets(text, self._secrets())
 
     # ------------------------------------------------------------------ requests
 

@@ -159,6 +159,7 @@ def spend_section(today: date, user: Any) -> dict[str, Any]:
         spend: dict[str, dict[date, float]] = {}
         for row in rows:
             if row.currency_code == currency:
+                # A float for the chart's pixels only: the table under it shows the exact amount.
                 spend.setdefault(row.employer_id, {})[row.month_start] = float(row.spend_amount)
         top = _nice_top(max(v for values in spend.values() for v in values.values()))
         chart = line_chart(months, spend, top=top, unit="", colors=colors)

@@ -78,10 +78,9 @@ class SpendRow:
 
 def error_text(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     """What a card shows for an error: its type and message, ``secrets`` masked, clipped."""
-    text = f"{type(exc).__name__}: {exc}"
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text[:MAX_ERROR_CHARS]
+    from airflow_provider_quota.hooks.base import mask_secrets
+
+    return mask_secrets(f"{type(exc).__name__}: {exc}", secrets)[:MAX_ERROR_CHARS]
 
 
 def connection_secrets(conn_id: str) -> list[str]:

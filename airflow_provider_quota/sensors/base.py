@@ -24,7 +24,8 @@ from airflow.sdk.exceptions import (
     AirflowSensorTimeout,
 )
 
-from airflow_provider_quota.exceptions import InvalidParameterError, fail_fast_on_permanent_errors
+from airflow_provider_quota.exceptions import fail_fast_on_permanent_errors
+from airflow_provider_quota.utils.limits import check_seconds
 from airflow_provider_quota.utils.limits import hook_params as hook_params_of
 from airflow_provider_quota.utils.timing import MIN_INTERVAL_SECONDS, MIN_WINDOW_SECONDS, after_reset, later
 
@@ -76,10 +77,8 @@ class QuotaGateSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 3600:
-            raise InvalidParameterError(f"jitter must be a number of seconds from 0 to 3600, not {jitter!r}")
         self.deferrable = deferrable
-        self.jitter = float(jitter)
+        self.jitter = check_seconds(jitter, name="jitter")
         self.hook_params = hook_params_of(hook_params)
         self._started_at: datetime | None = None
         self._next_check_at: datetime | None = None

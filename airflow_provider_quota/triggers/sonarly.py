@@ -28,7 +28,7 @@ from airflow_provider_quota.triggers.base import (
     sleep_until,
     wall_clock,
 )
-from airflow_provider_quota.utils.limits import parse_count
+from airflow_provider_quota.utils.limits import check_seconds, parse_count
 from airflow_provider_quota.utils.timing import (
     MAX_WAIT_SECONDS,
     MIN_INTERVAL_SECONDS,
@@ -444,9 +444,8 @@ class SonarlyQuotaWindowTrigger(BaseEventTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(sonarly_conn_id, str) or not sonarly_conn_id:
             raise InvalidParameterError(f"sonarly_conn_id must be a connection id, not {sonarly_conn_id!r:.80}")
-        for name, seconds, low in (("poke_interval", poke_interval, MIN_INTERVAL_SECONDS), ("jitter", jitter, 0)):
-            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not low <= seconds <= 3600:
-                raise InvalidParameterError(f"{name} must be a number of seconds from {low:g} to 3600, not {seconds!r}")
+        check_seconds(poke_interval, name="poke_interval", low=MIN_INTERVAL_SECONDS)
+        check_seconds(jitter, name="jitter")
         self.sonarly_conn_id = sonarly_conn_id
         self.account_group_id = account_group_id
         self.list_type = list_type

@@ -108,6 +108,13 @@ def parse_decimal(value: object, *, name: str, low: Decimal, high: Decimal, mone
     return without_zeros_past(number, MONEY_PLACES)
 
 
+def check_seconds(value: object, *, name: str, low: float = 0.0, high: float = 3600.0) -> float:
+    """``value`` as seconds in ``[low, high]``: an int or a float, never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidParameterError(f"{name} must be a number of seconds from {low:g} to {high:g}, not {value!r}")
+    return float(value)
+
+
 def parse_count(value: object, *, name: str) -> int:
     """``value`` as a non-negative integer that fits a BIGINT (it may be rendered from a template as text)."""
     if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
